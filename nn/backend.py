@@ -1,0 +1,67 @@
+"""Array-module dispatch: the only module of the project that imports CuPy.
+
+The CPU path never needs CuPy. When CuPy imports and a CUDA device answers, `available` is True
+and model code runs unchanged on CuPy arrays through `get_array_module`.
+
+Dtype policy: training runs in float32 (`DEFAULT_DTYPE`); every layer also accepts float64, which
+the finite-difference gradient checks use. Integer or other float types are rejected by
+`check_float`.
+"""
+import numpy as np
+
+try:  # guarded: a missing or broken CuPy disables the GPU path, nothing else
+    import cupy as _cupy
+    try:
+        available = _cupy.cuda.runtime.getDeviceCount() > 0
+    except Exception:  # CuPy installed but no driver/device: the CPU path still works
+        available = False
+    import_error = None
+except ImportError as err:
+    _cupy = None
+    available = False
+    import_error = err
+
+DEFAULT_DTYPE = np.float32
+FLOAT_DTYPES = (np.dtype(np.float32), np.dtype(np.float64))
+
+
+def cupy():
+    """The CuPy module; a clear error when the GPU path is unavailable."""
+    if not available:
+        why = f"CuPy import failed ({import_error})" if _cupy is None else "no CUDA device found"
+        raise RuntimeError(f"the GPU path is unavailable: {why}; install the 'gpu' extra "
+                           "(pip install -e .[gpu]) on a machine with an NVIDIA GPU")
+    return _cupy
+
+
+def get_array_module(*arrays):
+    """`numpy` or `cupy`, whichever owns the arrays (numpy for plain Python values)."""
+    if _cupy is not None:
+        return _cupy.get_array_module(*arrays)
+    return np
+
+
+def is_gpu_array(x):
+    return _cupy is not None and isinstance(x, _cupy.ndarray)
+
+
+def to_device(x, device):
+    """Move an array to 'cpu' (NumPy) or 'gpu' (CuPy); a no-op when it is already there."""
+    if device == "cpu":
+        return to_numpy(x)
+    if device == "gpu":
+        return cupy().asarray(x)
+    raise ValueError(f"unknown device {device!r}: expected 'cpu' or 'gpu'")
+
+
+def to_numpy(x):
+    """A NumPy array (copying from the device when x is a CuPy array)."""
+    if is_gpu_array(x):
+        return x.get()
+    return np.asarray(x)
+
+
+def check_float(x, name):
+    """Reject arrays that are not float32/float64, naming the argument."""
+    if x.dtype not in FLOAT_DTYPES:
+        raise TypeError(f"{name}: expected a float32 or float64 array, got {x.dtype}")
