@@ -65,3 +65,13 @@ def check_float(x, name):
     """Reject arrays that are not float32/float64, naming the argument."""
     if x.dtype not in FLOAT_DTYPES:
         raise TypeError(f"{name}: expected a float32 or float64 array, got {x.dtype}")
+
+
+def fft_module(xp):
+    """(module, extra kwargs) for real 2-D FFTs: scipy.fft with all cores, or cupyx.scipy.fft."""
+    if xp is np:
+        import os
+        import scipy.fft
+        return scipy.fft, {"workers": os.cpu_count() or 1}
+    import cupyx.scipy.fft
+    return cupyx.scipy.fft, {}

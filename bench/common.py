@@ -1,0 +1,30 @@
+"""Timing helpers shared by the benchmarks: median wall time and the machine's GEMM rate,
+measured in the same run as the figures they normalise (these machines are noisy)."""
+import time
+
+import numpy as np
+
+
+def median_time(f, reps=5, warmup=1):
+    """Median seconds of f() over reps calls after warmup calls."""
+    for _ in range(warmup):
+        f()
+    times = []
+    for _ in range(reps):
+        t0 = time.perf_counter()
+        f()
+        times.append(time.perf_counter() - t0)
+    return float(np.median(times))
+
+
+def gemm_rate(n=2048, reps=10, dtype=np.float32):
+    """float32 GEMM rate of NumPy's BLAS in FLOP/s (the compute floor of GEMM-based layers)."""
+    rng = np.random.default_rng(0)
+    a = rng.standard_normal((n, n)).astype(dtype)
+    b = rng.standard_normal((n, n)).astype(dtype)
+    return 2 * n ** 3 / median_time(lambda: a @ b, reps)
+
+
+def conv_flops(n, in_c, out_c, k, out_h, out_w):
+    """Multiply-adds x 2 of one direct convolution pass (forward, or each backward product)."""
+    return 2 * n * out_c * out_h * out_w * in_c * k * k

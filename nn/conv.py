@@ -1,0 +1,266 @@
+"""2-D convolution (cross-correlation, as in every deep-learning library) with explicit backward.
+
+Layout. Spatial layers use HWNC: x shaped (H, W, N, C) -- spatial axes first, then batch, then
+channels (cuda-convnet's choice, CHWN, is the same idea). Two reasons, both measured in
+bench/bench_nn.py: (1) the im2col GEMM, whose rows are output positions (i, j, n), writes HWNC
+directly with no transpose; (2) the FFT path transforms axes (0, 1), so each frequency's (N, C)
+block is a contiguous matrix and the per-frequency channel mixing is one batched GEMM, again with
+no transpose. Weights keep the usual layout W (out_c, in_c, kh, kw), b (out_c,).
+`nchw_to_hwnc` / `hwnc_to_nchw` convert at the edges of a network.
+
+Two algorithms compute the same thing:
+- "im2col": general (any stride, zero padding). Patches of a block of output rows are copied into
+  a matrix `col` (rows: output positions, columns: kh*kw*in_c) and multiplied by the weights in one
+  GEMM. The batch is processed in row blocks so `col` stays under `COL_BUDGET_BYTES`; backward
+  recomputes `col` per block instead of keeping 1.3 GB of it for conv1 at batch 128.
+- "fft" (stride 1 only): correlation theorem. With F >= the padded input size no circular
+  wrap-around reaches a valid output, so the result is exact up to rounding (1e-6 relative in
+  float32, 1e-14 in float64). Forward, input-gradient and weight-gradient are each one batched
+  complex GEMM between transforms; the input's transform is kept for the weight gradient.
+"auto" picks "fft" for stride 1 and "im2col" otherwise (see the benchmark for the figures).
+"""
+import numpy as np
+
+from . import backend
+from .init import init_weight
+from .layer import Layer
+
+COL_BUDGET_BYTES = 64 * 2**20      # bound on one im2col block
+SPECTRUM_BUDGET_BYTES = 512 * 2**20  # bound on one FFT block's complex spectra
+
+
+def conv_output_size(size, k, s, p):
+    """Output length of a convolution/pooling: floor((size + 2p - k) / s) + 1."""
+    out = (size + 2 * p - k) // s + 1
+    if out <= 0:
+        raise ValueError(f"kernel {k} (stride {s}, padding {p}) does not fit an input of size {size}")
+    return out
+
+
+def nchw_to_hwnc(x):
+    """(N, C, H, W) -> (H, W, N, C), contiguous."""
+    xp = backend.get_array_module(x)
+    return xp.ascontiguousarray(x.transpose(2, 3, 0, 1))
+
+
+def hwnc_to_nchw(x):
+    """(H, W, N, C) -> (N, C, H, W), contiguous."""
+    xp = backend.get_array_module(x)
+    return xp.ascontiguousarray(x.transpose(2, 3, 0, 1))
+
+
+def pad_hwnc(x, ph, pw):
+    """Zero padding of the two spatial axes of an HWNC array."""
+    if ph == 0 and pw == 0:
+        return x
+    xp = backend.get_array_module(x)
+    return xp.pad(x, ((ph, ph), (pw, pw), (0, 0), (0, 0)))
+
+
+def patches(xpad, kh, kw, sy, sx, out_h, out_w):
+    """Strided view (out_h, out_w, N, kh, kw, C) of the patches of a padded HWNC array."""
+    xp = backend.get_array_module(xpad)
+    s_h, s_w, s_n, s_c = xpad.strides
+    _, _, n, c = xpad.shape
+    return xp.lib.stride_tricks.as_strided(
+        xpad, shape=(out_h, out_w, n, kh, kw, c),
+        strides=(sy * s_h, sx * s_w, s_n, s_h, s_w, s_c))
+
+
+def im2col(xpad, kh, kw, sy, sx, rows):
+    """Patch matrix of the output rows `rows` (a slice): (len(rows)*out_w*N, kh*kw*C).
+
+    xpad: padded input (Hp, Wp, N, C).
+    """
+    hp, wp, n, c = xpad.shape
+    out_h = (hp - kh) // sy + 1
+    out_w = (wp - kw) // sx + 1
+    view = patches(xpad, kh, kw, sy, sx, out_h, out_w)[rows]
+    return view.reshape(-1, kh * kw * c)  # copies: the view is not contiguous
+
+
+def col2im_add(gxpad, gcol, kh, kw, sy, sx, rows):
+    """Scatter-add a patch-gradient block back into the padded input gradient (inverse of im2col).
+
+    gxpad: (Hp, Wp, N, C), updated in place; gcol: (len(rows)*out_w*N, kh*kw*C).
+    """
+    hp, wp, n, c = gxpad.shape
+    out_w = (wp - kw) // sx + 1
+    r0, r1 = rows.start, rows.stop
+    g = gcol.reshape(r1 - r0, out_w, n, kh, kw, c)
+    for p in range(kh):
+        for q in range(kw):
+            y0 = p + sy * r0
+            gxpad[y0:y0 + sy * (r1 - r0 - 1) + 1:sy, q:q + sx * (out_w - 1) + 1:sx] += g[:, :, :, p, q]
+
+
+def good_fft_size(n):
+    """Smallest m >= n whose prime factors are 2, 3, 5, 7 (all fast in pocketfft and cuFFT)."""
+    m = n
+    while True:
+        r = m
+        for f in (2, 3, 5, 7):
+            while r % f == 0:
+                r //= f
+        if r == 1:
+            return m
+        m += 1
+
+
+def _row_blocks(out_h, bytes_per_row, budget):
+    step = max(1, budget // max(1, bytes_per_row))
+    return [slice(r, min(out_h, r + step)) for r in range(0, out_h, step)]
+
+
+def _batch_blocks(n, bytes_per_item, budget):
+    step = max(1, budget // max(1, bytes_per_item))
+    return [slice(s, min(n, s + step)) for s in range(0, n, step)]
+
+
+class Conv2D(Layer):
+    """2-D convolution on HWNC arrays: y[i,j,n,o] = b[o] + sum_{c,p,q} W[o,c,p,q] xpad[sy*i+p, sx*j+q, n, c]."""
+
+    def __init__(self, name, in_c, out_c, ksize, stride=1, pad=0, activation="relu", algorithm="auto"):
+        kh, kw = (ksize, ksize) if np.isscalar(ksize) else ksize
+        sy, sx = (stride, stride) if np.isscalar(stride) else stride
+        ph, pw = (pad, pad) if np.isscalar(pad) else pad
+        if algorithm not in ("auto", "im2col", "fft"):
+            raise ValueError(f"Conv2D '{name}': unknown algorithm {algorithm!r} (auto, im2col, fft)")
+        if algorithm == "fft" and (sy, sx) != (1, 1):
+            raise ValueError(f"Conv2D '{name}': the fft algorithm needs stride 1, got {(sy, sx)}")
+        self.name, self.in_c, self.out_c = name, in_c, out_c
+        self.kh, self.kw, self.sy, self.sx, self.ph, self.pw = kh, kw, sy, sx, ph, pw
+        self.activation = activation  # only used to choose the initialisation
+        self.algorithm = ("fft" if (sy, sx) == (1, 1) else "im2col") if algorithm == "auto" else algorithm
+        self.W, self.b = name + ".W", name + ".b"
+
+    def param_shapes(self):
+        return {self.W: (self.out_c, self.in_c, self.kh, self.kw), self.b: (self.out_c,)}
+
+    def init_params(self, rng, dtype):
+        fan_in = self.in_c * self.kh * self.kw
+        fan_out = self.out_c * self.kh * self.kw
+        W = init_weight(rng, self.param_shapes()[self.W], fan_in, fan_out, self.activation, dtype)
+        return {self.W: W, self.b: np.zeros(self.out_c, dtype)}
+
+    def output_shape(self, h, w):
+        return (conv_output_size(h, self.kh, self.sy, self.ph), conv_output_size(w, self.kw, self.sx, self.pw))
+
+    def _check(self, x, W):
+        self._check_input(x, 4, "an HWNC input (H, W, N, C)")
+        if x.shape[3] != self.in_c or W.shape != (self.out_c, self.in_c, self.kh, self.kw):
+            raise ValueError(f"Conv2D '{self.name}': input {tuple(x.shape)} (HWNC) has {x.shape[3]} channels, "
+                             f"weights {tuple(W.shape)}; expected {self.in_c} channels and "
+                             f"W {(self.out_c, self.in_c, self.kh, self.kw)}")
+        backend.check_float(x, f"Conv2D '{self.name}' input")
+        if W.dtype != x.dtype:
+            raise TypeError(f"Conv2D '{self.name}': input is {x.dtype} but weights are {W.dtype}")
+        self.output_shape(x.shape[0], x.shape[1])  # raises when the kernel does not fit
+
+    def forward(self, params, x):
+        """x (H, W, N, in_c) -> y (out_h, out_w, N, out_c)."""
+        W, b = params[self.W], params[self.b]
+        self._check(x, W)
+        if self.algorithm == "fft":
+            return self._forward_fft(x, W, b)
+        return self._forward_im2col(x, W, b)
+
+    def backward(self, params, cache, gy, need_gx=True):
+        """gy (out_h, out_w, N, out_c) -> gx (or None when need_gx is False), {W: gW, b: gb}."""
+        W = params[self.W]
+        if cache["algorithm"] == "fft":
+            gx, gW = self._backward_fft(cache, gy, W, need_gx)
+        else:
+            gx, gW = self._backward_im2col(cache, gy, W, need_gx)
+        gb = gy.sum(axis=(0, 1, 2))
+        return gx, {self.W: gW, self.b: gb}
+
+    # ---- im2col + GEMM ----------------------------------------------------------------------
+    def _weight_matrix(self, W):
+        """(out_c, in_c, kh, kw) -> (kh*kw*in_c, out_c), matching im2col's column order."""
+        return W.transpose(2, 3, 1, 0).reshape(-1, self.out_c)
+
+    def _forward_im2col(self, x, W, b):
+        xp = backend.get_array_module(x)
+        xpad = pad_hwnc(x, self.ph, self.pw)
+        out_h, out_w = self.output_shape(x.shape[0], x.shape[1])
+        n = x.shape[2]
+        W2 = self._weight_matrix(W)
+        y = xp.empty((out_h, out_w, n, self.out_c), dtype=x.dtype)
+        row_bytes = out_w * n * W2.shape[0] * x.itemsize
+        for rows in _row_blocks(out_h, row_bytes, COL_BUDGET_BYTES):
+            col = im2col(xpad, self.kh, self.kw, self.sy, self.sx, rows)
+            xp.matmul(col, W2, out=y[rows].reshape(-1, self.out_c))
+        y += b
+        return y, {"algorithm": "im2col", "xpad": xpad, "in_shape": x.shape}
+
+    def _backward_im2col(self, cache, gy, W, need_gx):
+        xp = backend.get_array_module(gy)
+        xpad = cache["xpad"]
+        W2 = self._weight_matrix(W)
+        out_h, out_w, n, _ = gy.shape
+        gW2 = xp.zeros_like(W2)
+        gxpad = xp.zeros_like(xpad) if need_gx else None
+        row_bytes = out_w * n * W2.shape[0] * xpad.itemsize
+        for rows in _row_blocks(out_h, row_bytes, COL_BUDGET_BYTES):
+            gy_rows = gy[rows].reshape(-1, self.out_c)
+            col = im2col(xpad, self.kh, self.kw, self.sy, self.sx, rows)
+            gW2 += col.T @ gy_rows
+            if need_gx:
+                col2im_add(gxpad, gy_rows @ W2.T, self.kh, self.kw, self.sy, self.sx, rows)
+        gW = gW2.reshape(self.kh, self.kw, self.in_c, self.out_c).transpose(3, 2, 0, 1)
+        gx = None
+        if need_gx:
+            h, w = cache["in_shape"][:2]
+            gx = xp.ascontiguousarray(gxpad[self.ph:self.ph + h, self.pw:self.pw + w])
+        return gx, xp.ascontiguousarray(gW)
+
+    # ---- FFT ----------------------------------------------------------------------------------
+    def _forward_fft(self, x, W, b):
+        xp = backend.get_array_module(x)
+        fft, kw = backend.fft_module(xp)
+        xpad = pad_hwnc(x, self.ph, self.pw)
+        hp, wp, n, c = xpad.shape
+        out_h, out_w = hp - self.kh + 1, wp - self.kw + 1
+        size = (good_fft_size(hp), good_fft_size(wp))
+        nfreq = size[0] * (size[1] // 2 + 1)
+        # weights to (kh, kw, in_c, out_c), transformed once per call: (F0, F1r, in_c, out_c)
+        Wf = fft.rfft2(W.transpose(2, 3, 1, 0), s=size, axes=(0, 1), **kw).reshape(nfreq, c, self.out_c)
+        y = xp.empty((out_h, out_w, n, self.out_c), dtype=x.dtype)
+        spectra = []
+        item_bytes = nfreq * (c + self.out_c) * 2 * x.itemsize
+        for blk in _batch_blocks(n, item_bytes, SPECTRUM_BUDGET_BYTES):
+            X = fft.rfft2(xpad[:, :, blk], s=size, axes=(0, 1), **kw).reshape(nfreq, -1, c)
+            Y = xp.matmul(X, Wf.conj())  # correlation theorem: Y = X * conj(W), summed over in_c
+            yb = fft.irfft2(Y.reshape(size[0], -1, Y.shape[1], self.out_c), s=size, axes=(0, 1), **kw)
+            xp.add(yb[:out_h, :out_w], b, out=y[:, :, blk])
+            spectra.append(X)
+        cache = {"algorithm": "fft", "spectra": spectra, "Wf": Wf, "size": size,
+                 "pad_shape": xpad.shape, "in_shape": x.shape}
+        return y, cache
+
+    def _backward_fft(self, cache, gy, W, need_gx):
+        xp = backend.get_array_module(gy)
+        fft, kw = backend.fft_module(xp)
+        size, Wf = cache["size"], cache["Wf"]
+        hp, wp, n, c = cache["pad_shape"]
+        nfreq = Wf.shape[0]
+        gWf = xp.zeros((nfreq, c, self.out_c), dtype=Wf.dtype)
+        gxpad = xp.empty((hp, wp, n, c), dtype=gy.dtype) if need_gx else None
+        start = 0
+        for X in cache["spectra"]:
+            blk = slice(start, start + X.shape[1])
+            start = blk.stop
+            GY = fft.rfft2(gy[:, :, blk], s=size, axes=(0, 1), **kw).reshape(nfreq, -1, self.out_c)
+            gWf += xp.matmul(X.transpose(0, 2, 1), GY.conj())  # gW = corr(x, gy), summed over n
+            if need_gx:
+                GX = xp.matmul(GY, Wf.transpose(0, 2, 1))     # gx = conv(gy, W), summed over out_c
+                gxb = fft.irfft2(GX.reshape(size[0], -1, GX.shape[1], c), s=size, axes=(0, 1), **kw)
+                gxpad[:, :, blk] = gxb[:hp, :wp]
+        gW = fft.irfft2(gWf.reshape(size[0], -1, c, self.out_c), s=size, axes=(0, 1), **kw)
+        gW = xp.ascontiguousarray(gW[:self.kh, :self.kw].transpose(3, 2, 0, 1)).astype(gy.dtype, copy=False)
+        gx = None
+        if need_gx:
+            h, w = cache["in_shape"][:2]
+            gx = xp.ascontiguousarray(gxpad[self.ph:self.ph + h, self.pw:self.pw + w])
+        return gx, gW

@@ -1,0 +1,71 @@
+"""Max-pooling over non-overlapping k x k windows of HWNC arrays (the paper's 2x2 pooling).
+
+Odd sizes: like Theano's `ignore_border=True`, trailing rows/columns that do not fill a whole
+window are dropped from the output, and their gradient is zero.
+Ties: the first maximum of a window in row-major order (top-left first) is the argmax and alone
+receives the gradient, so the backward pass is the exact gradient wherever the max is unique.
+Backward keeps only the argmax index of each window (uint8, 0..k*k-1), never recomputes forward.
+"""
+import numpy as np
+
+from . import backend
+from .layer import Layer
+
+
+class MaxPool2D(Layer):
+    def __init__(self, name, ksize=2):
+        self.name, self.k = name, ksize
+
+    def output_shape(self, h, w):
+        if h < self.k or w < self.k:
+            raise ValueError(f"MaxPool2D '{self.name}': window {self.k} does not fit an input of {h}x{w}")
+        return h // self.k, w // self.k
+
+    def forward(self, params, x):
+        """x (H, W, N, C) -> y (H//k, W//k, N, C)."""
+        self._check_input(x, 4, "an HWNC input (H, W, N, C)")
+        k = self.k
+        out_h, out_w = self.output_shape(x.shape[0], x.shape[1])
+        windows = x[:out_h * k, :out_w * k].reshape(out_h, k, out_w, k, *x.shape[2:])
+        values = [windows[:, a, :, b] for a in range(k) for b in range(k)]  # row-major order
+        y, idx = _tournament_argmax(values)
+        return y, {"idx": idx, "in_shape": x.shape}
+
+    def backward(self, params, cache, gy):
+        """gy (H//k, W//k, N, C) -> gx (H, W, N, C)."""
+        xp = backend.get_array_module(gy)
+        k, idx = self.k, cache["idx"]
+        out_h, out_w = idx.shape[:2]
+        gx = xp.empty(cache["in_shape"], dtype=gy.dtype)
+        gx[out_h * k:] = 0  # the dropped border of odd sizes
+        gx[:, out_w * k:] = 0
+        windows = gx[:out_h * k, :out_w * k].reshape(out_h, k, out_w, k, *gx.shape[2:])
+        for a in range(k):
+            for b in range(k):
+                xp.multiply(gy, idx == a * k + b, out=windows[:, a, :, b])
+        return gx, {}
+
+
+def _tournament_argmax(values):
+    """Elementwise max and argmax over a list of equal-shape arrays, by pairwise rounds.
+
+    The left (earlier) operand wins ties, so the argmax is the first maximum in list order.
+    Pairwise rounds touch each element about twice, against k*k times for a sequential scan.
+    """
+    xp = backend.get_array_module(values[0])
+    ids = [np.uint8(t) for t in range(len(values))]
+    while len(values) > 1:
+        next_values, next_ids = [], []
+        for a in range(0, len(values) - 1, 2):
+            right_wins = values[a + 1] > values[a]
+            next_values.append(xp.maximum(values[a], values[a + 1]))
+            next_ids.append(xp.where(right_wins, ids[a + 1], ids[a]).astype(np.uint8, copy=False))
+        if len(values) % 2:
+            next_values.append(values[-1])
+            next_ids.append(ids[-1])
+        values, ids = next_values, next_ids
+    y, idx = values[0], ids[0]
+    if isinstance(idx, np.uint8):  # a 1x1 window
+        idx = xp.zeros(y.shape, dtype=np.uint8)
+        y = y.copy()
+    return y, idx
