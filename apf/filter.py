@@ -1,0 +1,263 @@
+"""Annealed particle filter (Deutscher & Reid, IJCV 2005) fitting joint angles to a target pose.
+
+StructNet-Avg(A)-APF (Li, Zhang, Chan, ICCV 2015, Sec. 5.2): the average of the top-A training
+poses is not guaranteed to be a valid pose, so the joint angles of the test subject's template
+skeleton are adjusted to minimise the MPJPE (eq. 8) to that average, starting from the angles of
+one of the top-A poses; the converged angles are converted back to joint positions.
+
+Particles are joint-angle vectors (data.skeleton: root orientation included; the root position
+stays at the origin because poses are root-relative). One annealing run ("stage") over a set of
+angles, the others held:
+  layer m = 0..L-1:
+    E_i   = MPJPE(forward(x_i), target) over the joints those angles move
+    w_i   = exp(-beta_m E_i), beta_m chosen so that the particle survival rate
+            alpha = (sum w)^2 / (P sum w^2) equals config.survival_rate (bisection)
+    (last layer: stop) resample P particles in proportion to w (systematic resampling),
+    then diffuse: x_i += N(0, sigma_m^2) clipped to the joint limits, sigma_m = sigma_0 shrink^m
+  result: the particle of lowest E seen in any layer; the stage's start is one of the first
+  layer's particles, so a stage never makes its own error worse.
+The default runs three stages (partitioned annealing in the manner of Deutscher, Davison & Reid,
+CVPR 2001): "torso" (root orientation, lumbar, spine, clavicles; error on the hips, spine,
+thorax and shoulders), then "limbs" (both legs, both arms and the neck/head, each a block with
+its own weights and resampling: once the torso is fixed their errors are independent, so P
+particles explore P^5 combinations), then "all" (every angle, full MPJPE, diffusion scaled by
+refine_scale). stages=("all",) is the plain single-partition APF. The start itself is returned
+where nothing better was found.
+The root orientation is diffused on the rotation group (R exp([n]x), n ~ N(0, sigma_m^2 I)) and
+stored back as a rotation vector, so it never meets the +-pi box of its components.
+"""
+from dataclasses import dataclass
+
+import numpy as np
+
+from data.h36m import JOINT_NAMES, N_JOINTS
+from data.metrics import mpjpe
+from data.skeleton import (
+    N_ANGLES, ROOT_ANGLES, Skeleton, angle_index, clip_angles, matrix_to_rotvec, rotvec_to_matrix,
+)
+
+# Partitions of the body for the partitioned stages: angles and the joints they move, given the
+# rest of the body. Limbs and the head are independent of each other once the torso is fixed
+# (MPJPE is a sum over joints), so each can be weighted and resampled on its own joints' error.
+_PARTS = {
+    "torso": (("root_x", "root_y", "root_z", "Lumbar_lat", "Spine_flex", "Spine_lat", "Spine_twist",
+               "LClavicle_elev", "RClavicle_elev"), ("RHip", "LHip", "Spine", "Thorax", "LShoulder", "RShoulder")),
+    "rleg": (("RHip_flex", "RHip_abd", "RHip_rot", "RKnee_flex"), ("RKnee", "RFoot")),
+    "lleg": (("LHip_flex", "LHip_abd", "LHip_rot", "LKnee_flex"), ("LKnee", "LFoot")),
+    "head": (("Neck_flex", "Neck_lat", "Head_flex", "Head_lat"), ("Neck/Nose", "Head")),
+    "larm": (("LShoulder_flex", "LShoulder_abd", "LShoulder_rot", "LElbow_flex"), ("LElbow", "LWrist")),
+    "rarm": (("RShoulder_flex", "RShoulder_abd", "RShoulder_rot", "RElbow_flex"), ("RElbow", "RWrist")),
+}
+_BLOCKS = {
+    name: (np.array([angle_index(a) for a in angles]), np.array([JOINT_NAMES.index(j) for j in joints]))
+    for name, (angles, joints) in _PARTS.items()
+}
+# Stage name -> blocks annealed together (each block weighted and resampled on its own error).
+STAGES = {
+    "torso": ("torso",),
+    "limbs": ("rleg", "lleg", "head", "larm", "rarm"),
+    "all": ("all",),
+}
+_BLOCKS["all"] = (np.arange(N_ANGLES), np.arange(N_JOINTS))
+
+
+
+@dataclass(frozen=True)
+class APFConfig:
+    """Parameters of the annealed particle filter (defaults and their measurement: docs/apf.md).
+
+    n_particles: particles per image; n_layers: annealing layers per stage; survival_rate: the
+    target particle survival rate alpha in (0, 1) that sets beta in every layer; init_diffusion:
+    standard deviation (radians, every angle) of the first diffusion of a stage; shrink: factor
+    applied to the diffusion after each layer; stages: sequence of STAGES names run in order;
+    refine_scale: factor on init_diffusion for an "all" stage that follows other stages; seed:
+    random seed (image i of a call draws from SeedSequence([seed, i]), so a result does not
+    depend on how many images are processed together); chunk: images processed at once (memory
+    about chunk * n_particles * 3 kB).
+    """
+
+    n_particles: int = 128
+    n_layers: int = 14
+    survival_rate: float = 0.3
+    init_diffusion: float = 0.2
+    shrink: float = 0.75
+    stages: tuple = ("torso", "limbs", "all")
+    refine_scale: float = 0.25
+    seed: int = 0
+    chunk: int = 32
+
+    def __post_init__(self):
+        object.__setattr__(self, "stages", tuple(self.stages))
+        if int(self.n_particles) < 2:
+            raise ValueError(f"n_particles: expected at least 2, got {self.n_particles}")
+        if int(self.n_layers) < 1:
+            raise ValueError(f"n_layers: expected at least 1, got {self.n_layers}")
+        if not 0.0 < float(self.survival_rate) < 1.0:
+            raise ValueError(f"survival_rate: expected a value in (0, 1), got {self.survival_rate}")
+        if not float(self.init_diffusion) >= 0.0:
+            raise ValueError(f"init_diffusion: expected a non-negative value, got {self.init_diffusion}")
+        if not 0.0 < float(self.shrink) <= 1.0:
+            raise ValueError(f"shrink: expected a value in (0, 1], got {self.shrink}")
+        if not float(self.refine_scale) > 0.0:
+            raise ValueError(f"refine_scale: expected a positive value, got {self.refine_scale}")
+        if int(self.chunk) < 1:
+            raise ValueError(f"chunk: expected at least 1, got {self.chunk}")
+        unknown = [s for s in self.stages if s not in STAGES]
+        if not self.stages or unknown:
+            raise ValueError(f"stages: expected a non-empty sequence of {', '.join(STAGES)}, got {self.stages!r}")
+
+
+def _check_poses(poses, name):
+    p = np.asarray(poses, dtype=np.float64)
+    if p.ndim != 3 or p.shape[1:] != (N_JOINTS, 3):
+        raise ValueError(f"{name}: expected shape (N, {N_JOINTS}, 3), got {p.shape}")
+    if not np.isfinite(p).all():
+        raise ValueError(f"{name}: contains NaN or infinite values")
+    return p - p[:, :1]
+
+
+def survival_rate(weights):
+    """Particle survival rate (Deutscher & Reid): (sum w)^2 / (P sum w^2) of weights (..., P) -> (...,)."""
+    w = np.asarray(weights, dtype=np.float64)
+    return w.sum(axis=-1) ** 2 / (w.shape[-1] * np.maximum((w * w).sum(axis=-1), 1e-300))
+
+
+def choose_beta(errors, alpha, iterations=24):
+    """beta (N,) such that weights exp(-beta E) of errors (N, P) have survival rate alpha.
+
+    The survival rate falls monotonically from 1 (beta = 0) towards 1/(number of minimisers) as
+    beta grows, so bisection on log(beta) converges; beta is expressed in units of 1/spread of E
+    so one bracket suits any error scale. Where alpha cannot be reached (all errors equal),
+    beta = 0.
+    """
+    e = np.asarray(errors, dtype=np.float64)
+    e = e - e.min(axis=-1, keepdims=True)
+    spread = np.maximum(e.mean(axis=-1), 1e-12)
+    lo, hi = np.full(e.shape[0], -12.0), np.full(e.shape[0], 12.0)   # log(beta * spread)
+    for _ in range(iterations):
+        mid = (lo + hi) / 2
+        beta = np.exp(mid) / spread
+        too_sharp = survival_rate(np.exp(-beta[:, None] * e)) < alpha
+        hi = np.where(too_sharp, mid, hi)
+        lo = np.where(too_sharp, lo, mid)
+    beta = np.exp((lo + hi) / 2) / spread
+    return np.where(e.max(axis=-1) > 0, beta, 0.0)
+
+
+def _systematic_resample(weights, uniforms):
+    """Indices (N, P) drawn in proportion to weights (N, P); uniforms (N,) in [0, 1)."""
+    n, p = weights.shape
+    c = np.cumsum(weights / weights.sum(axis=1, keepdims=True), axis=1)
+    c[:, -1] = 1.0
+    rows = np.arange(n)[:, None]
+    # One searchsorted for all images: row r's cumulative sums are shifted into [r, r + 1].
+    positions = (uniforms[:, None] + np.arange(p)[None, :]) / p + rows
+    idx = np.searchsorted((c + rows).ravel(), positions.ravel(), side="right").reshape(n, p) - rows * p
+    return np.clip(idx, 0, p - 1)
+
+
+def _diffuse(x, sigma, noise):
+    """Particles (N, P, N_ANGLES) moved by sigma * noise and clipped to the limits; root on SO(3)."""
+    step = sigma * noise
+    out = x + step
+    if np.any(step[..., ROOT_ANGLES]):          # stages that hold the root skip the round trip
+        R = rotvec_to_matrix(x[..., ROOT_ANGLES]) @ rotvec_to_matrix(step[..., ROOT_ANGLES])
+        out[..., ROOT_ANGLES] = matrix_to_rotvec(R)
+    return clip_angles(out)
+
+
+def _stage(skeleton, targets, current, blocks, sigma, config, rngs):
+    """Anneal the angles of `blocks` (others fixed at current (n, N_ANGLES)) -> new current.
+
+    Each block keeps its own best particle (lowest error on the block's joints): with the rest of
+    the body fixed the block errors are independent, so the per-block bests combine.
+    """
+    n, p = current.shape[0], int(config.n_particles)
+    active = np.concatenate([_BLOCKS[b][0] for b in blocks])
+    rows = np.arange(n)
+
+    def diffuse(x, sigma):
+        noise = np.zeros(x.shape)
+        noise[..., active] = np.stack([r.standard_normal((p, active.size)) for r in rngs])
+        return _diffuse(x, sigma, noise)
+
+    x = diffuse(np.repeat(current[:, None], p, axis=1), sigma)
+    x[:, 0] = current                            # the stage's start stays among the particles
+    best = current.copy()
+    best_e = {b: np.full(n, np.inf) for b in blocks}
+    for layer in range(int(config.n_layers)):
+        joint_err = np.linalg.norm(skeleton.forward(x) - targets[:, None], axis=-1)      # (n, p, 17)
+        idx = np.empty((len(blocks), n, p), dtype=np.intp)
+        for k, b in enumerate(blocks):
+            angles, joints = _BLOCKS[b]
+            e = joint_err[..., joints].mean(axis=-1)
+            i = np.argmin(e, axis=1)
+            better = e[rows, i] < best_e[b]
+            best_e[b] = np.where(better, e[rows, i], best_e[b])
+            best[np.ix_(rows[better], angles)] = x[rows[better], i[better]][:, angles]
+            if layer < int(config.n_layers) - 1:
+                beta = choose_beta(e, float(config.survival_rate))
+                w = np.exp(-beta[:, None] * (e - e.min(axis=1, keepdims=True)))
+                idx[k] = _systematic_resample(w, np.array([r.random() for r in rngs]))
+        if layer == int(config.n_layers) - 1:
+            break
+        resampled = x.copy()
+        for k, b in enumerate(blocks):
+            angles = _BLOCKS[b][0]
+            resampled[..., angles] = x[rows[:, None], idx[k]][..., angles]
+        sigma *= float(config.shrink)
+        x = diffuse(resampled, sigma)
+    return best
+
+
+def _filter_chunk(skeleton, targets, start_angles, config, rngs):
+    """APF on a chunk of images: targets (n,17,3), start_angles (n,N_ANGLES) -> (angles, errors)."""
+    current = start_angles
+    for k, stage in enumerate(config.stages):
+        sigma = float(config.init_diffusion) * (float(config.refine_scale) if k and stage == "all" else 1.0)
+        current = _stage(skeleton, targets, current, STAGES[stage], sigma, config, rngs)
+    both = np.stack([start_angles, current], axis=1)
+    poses = skeleton.forward(both)
+    err = mpjpe(poses, np.broadcast_to(targets[:, None], poses.shape))
+    pick = np.argmin(err, axis=1)                 # never worse than the start
+    return both[np.arange(len(pick)), pick], err[np.arange(len(pick)), pick]
+
+
+def refine_angles(skeleton, targets, init_angles, config=APFConfig()):
+    """APF fit: targets (N,17,3), init_angles (N,N_ANGLES) -> (angles (N,N_ANGLES), mpjpe (N,)).
+
+    targets are made root-relative; the returned angles are within the joint limits and mpjpe is
+    the error (eq. 8, mm) of forward(angles) to the target.
+    """
+    if not isinstance(skeleton, Skeleton):
+        raise ValueError(f"skeleton: expected a data.skeleton.Skeleton, got {type(skeleton).__name__}")
+    targets = _check_poses(targets, "targets")
+    init = np.asarray(init_angles, dtype=np.float64)
+    if init.shape != (targets.shape[0], N_ANGLES):
+        raise ValueError(f"init_angles: expected shape ({targets.shape[0]}, {N_ANGLES}), got {init.shape}")
+    init = clip_angles(init)
+    angles, errors = np.empty_like(init), np.empty(targets.shape[0])
+    for start in range(0, targets.shape[0], int(config.chunk)):
+        stop = min(start + int(config.chunk), targets.shape[0])
+        rngs = [np.random.default_rng(np.random.SeedSequence([int(config.seed), i])) for i in range(start, stop)]
+        angles[start:stop], errors[start:stop] = _filter_chunk(skeleton, targets[start:stop], init[start:stop],
+                                                               config, rngs)
+    return angles, errors
+
+
+def refine_poses(skeleton, targets, inits, config=APFConfig()):
+    """StructNet-Avg(A)-APF: valid poses (N,17,3) of `skeleton` closest (MPJPE) to targets (N,17,3).
+
+    targets: the Avg(A) poses; inits: one of the top-A poses per image (its joint angles, through
+    skeleton.inverse, start the filter); both root-relative camera coordinates in mm (the root
+    orientation absorbs the camera rotation). The output has the skeleton's bone lengths exactly,
+    angles within the limits, and the root at the origin.
+    """
+    if not isinstance(skeleton, Skeleton):
+        raise ValueError(f"skeleton: expected a data.skeleton.Skeleton, got {type(skeleton).__name__}")
+    targets = _check_poses(targets, "targets")
+    inits = _check_poses(inits, "inits")
+    if inits.shape != targets.shape:
+        raise ValueError(f"inits: expected shape {targets.shape} like targets, got {inits.shape}")
+    angles, _ = refine_angles(skeleton, targets, skeleton.inverse(inits), config)
+    return skeleton.forward(angles)

@@ -1,0 +1,106 @@
+#!/usr/bin/env python
+"""Train StructNet: multi-task pre-training of the convolutions, then Algorithm 1.
+
+    python run_train.py --subjects S1,S5,S6,S7,S8          # embedded synthetic data, CPU preset
+    python run_train.py --data h36m.h5 --preset paper --device gpu
+    python run_train.py --resume --out runs/20261121-101500
+
+Without --data the embedded synthetic Human3.6M-like dataset is generated on first use (cached
+under cache/). Each run writes to a fresh runs/<time stamp> directory (runs/latest points at it)
+unless --out is given; run_eval.py reads runs/latest by default.
+"""
+import argparse
+import sys
+
+from structlearn.config import TrainConfig
+
+D = TrainConfig()
+
+
+def csv(text):
+    return tuple(s.strip() for s in text.split(",") if s.strip())
+
+
+def build_parser():
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0], epilog=__doc__.split("\n\n", 1)[1],
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    g = p.add_argument_group("data and run")
+    g.add_argument("--data", default=D.data, help="HDF5 dataset (default: the embedded synthetic dataset)")
+    g.add_argument("--synth-scale", type=float, default=D.synth_scale, help="size of the synthetic dataset if generated")
+    g.add_argument("--subjects", type=csv, default=D.subjects, help="training subjects, comma-separated (default: %(default)s)")
+    g.add_argument("--actions", type=csv, default=D.actions, help="training actions, comma-separated (default: all)")
+    g.add_argument("--out", default="", help="run directory (default: a new runs/<time stamp>; with --resume: runs/latest)")
+    g.add_argument("--preset", default=D.preset, help="network preset: cpu (56x56 inputs, 256-unit layers) or paper "
+                   "(112x112, conv 9x9x32/5x5x32/5x5x64, 1024 units) (default: %(default)s)")
+    g.add_argument("--seed", type=int, default=D.seed, help="random seed (default: %(default)s)")
+    g.add_argument("--device", default=D.device, help="cpu or gpu (default: %(default)s)")
+    g.add_argument("--stage", default=D.stage, help="pretrain, structnet or all (default: %(default)s)")
+    g.add_argument("--pretrained", default=D.pretrained, help="pre-trained network for --stage structnet "
+                   "(default: <out>/pretrain_model.npz; 'none' = random convolutions)")
+    g.add_argument("--resume", action="store_true", help="continue the run in --out (or runs/latest) exactly")
+    g.add_argument("--checkpoint-every", type=int, default=D.checkpoint_every, help="mini-batches between checkpoints")
+    g.add_argument("--stop-after", type=int, default=D.stop_after, help="stop after N mini-batches, with a checkpoint (testing)")
+    g.add_argument("--no-progress", action="store_true", help="no progress bars (the JSONL log is always written)")
+    g = p.add_argument_group("network")
+    g.add_argument("--pose-embedding", default=D.pose_embedding, help="raw, random1, 1layer or 2layer (Table 3; default: %(default)s)")
+    g.add_argument("--dropout", type=float, default=D.dropout, help="dropout rate on the inputs of h1, h2 (default: %(default)s)")
+    g = p.add_argument_group("pre-training (reference [18])")
+    g.add_argument("--pretrain-epochs", type=int, default=D.pretrain_epochs, help="(default: %(default)s)")
+    g.add_argument("--pretrain-batch-size", type=int, default=D.pretrain_batch_size, help="(default: %(default)s)")
+    g.add_argument("--pretrain-lr", type=float, default=D.pretrain_lr, help="SGD learning rate, x0.1 for the last quarter (default: %(default)s)")
+    g.add_argument("--pretrain-momentum", type=float, default=D.pretrain_momentum, help="(default: %(default)s)")
+    g.add_argument("--detect-weight", type=float, default=D.detect_weight, help="weight of the joint-detection task (default: %(default)s)")
+    g = p.add_argument_group("max-margin training (Algorithm 1)")
+    g.add_argument("--epochs", type=int, default=D.epochs, help="(default: %(default)s)")
+    g.add_argument("--batch-size", type=int, default=D.batch_size, help="(default: %(default)s)")
+    g.add_argument("-C", "--candidates", type=int, default=D.candidates, help="uniformly sampled candidate poses C (default: %(default)s)")
+    g.add_argument("-K", "--frequent", type=int, default=D.frequent, help="most frequently violated poses K (default: %(default)s)")
+    g.add_argument("--lam", type=float, default=D.lam, help="lambda, auxiliary pose prediction weight (default: %(default)s)")
+    g.add_argument("--alpha", type=float, default=D.alpha, help="alpha, weight decay (default: %(default)s)")
+    g.add_argument("--margin-scale", type=float, default=D.margin_scale, help="margin = scale x MPJPE in mm (default: %(default)s)")
+    g.add_argument("--ls-min", type=float, default=D.ls_min, help="smallest line-search step (default: %(default)s)")
+    g.add_argument("--ls-max", type=float, default=D.ls_max, help="largest line-search step (default: %(default)s)")
+    g.add_argument("--ls-points", type=int, default=D.ls_points, help="log-spaced grid points (default: %(default)s)")
+    g.add_argument("--noise-std", type=float, default=D.noise_std, help="PCA colour-noise std (default: %(default)s)")
+    g.add_argument("--train-convs", action="store_true", help="also train the convolutions (the paper fixes them)")
+    return p
+
+
+def config_from_args(args, parser):
+    from structlearn.train import default_run_dir
+    if args.resume:
+        out = args.out or "runs/latest"
+    else:
+        out = args.out or str(default_run_dir())
+    values = {k: v for k, v in vars(args).items() if k not in ("no_progress", "out")}
+    cfg = TrainConfig(**values, out=out, progress=not args.no_progress)
+    if cfg.stage == "structnet" and not args.resume and not cfg.pretrained:
+        parser.error("--stage structnet needs --pretrained FILE (a pretrain_model.npz) or --pretrained none")
+    return cfg
+
+
+def main(argv=None):
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    cfg = config_from_args(args, parser)
+    from data.dataset import DatasetError
+    from structlearn.checkpoint import CheckpointError
+    from structlearn.train import Trainer, TrainingError, point_latest
+    try:
+        trainer = Trainer(cfg)
+        if not args.out and not args.resume:
+            point_latest(cfg.out)
+        print(f"run directory: {trainer.out}  (data: {trainer.data_path}, {len(trainer.idx)} training images)")
+        out = trainer.run()
+    except (TrainingError, DatasetError, CheckpointError, ValueError) as err:
+        print(f"run_train.py: error: {err}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        print("\nrun_train.py: interrupted; continue with --resume (the last checkpoint is intact)", file=sys.stderr)
+        return 130
+    print(f"done: {out}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

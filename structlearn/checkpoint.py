@@ -1,0 +1,37 @@
+"""Checkpoints: parameters, extra arrays (working set, velocities) and a JSON state (stage,
+epoch, next batch, resolved configuration), in one .npz written atomically."""
+import json
+
+import numpy as np
+
+from nn.params import Params, load_npz, save_npz_atomic
+
+
+class CheckpointError(ValueError):
+    pass
+
+
+def save_checkpoint(path, params, state, arrays=None):
+    """Atomic write of params {name: array}, state (JSON-able dict) and arrays {name: array}."""
+    out = {"param/" + k: np.asarray(v) for k, v in params.items()}
+    for k, v in (arrays or {}).items():
+        out["array/" + k] = np.asarray(v)
+    out["state_json"] = np.frombuffer(json.dumps(state).encode(), dtype=np.uint8)
+    save_npz_atomic(path, out)
+
+
+def load_checkpoint(path):
+    """(Params, state dict, arrays dict); CheckpointError naming the file when unreadable."""
+    try:
+        z = load_npz(path)
+    except ValueError as err:
+        raise CheckpointError(str(err)) from None
+    if "state_json" not in z:
+        raise CheckpointError(f"{path}: not a checkpoint (no state)")
+    try:
+        state = json.loads(z["state_json"].tobytes().decode())
+    except (UnicodeDecodeError, json.JSONDecodeError) as err:
+        raise CheckpointError(f"{path}: corrupt checkpoint state ({err})") from None
+    params = Params((k[6:], v) for k, v in z.items() if k.startswith("param/"))
+    arrays = {k[6:]: v for k, v in z.items() if k.startswith("array/")}
+    return params, state, arrays

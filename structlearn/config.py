@@ -1,0 +1,71 @@
+"""Training configuration: every hyper-parameter of Algorithm 1 and of the pre-training, with
+the paper's values where it gives them (Sec. 5.3) and CPU-sized defaults where it does not.
+The resolved configuration is saved beside every checkpoint; resuming compares them."""
+from dataclasses import asdict, dataclass, fields
+
+from data.h36m import TRAIN_SUBJECTS
+
+STAGES = ("pretrain", "structnet", "all")
+# fields that may differ between a checkpoint and a resumed run (they do not change the result
+# of the epochs already done)
+RESUMABLE_CHANGES = {"epochs", "pretrain_epochs", "resume", "out", "progress", "checkpoint_every", "stop_after"}
+
+
+@dataclass
+class TrainConfig:
+    # data and run
+    data: str = ""                     # HDF5 file; "" = the embedded synthetic dataset (generated on first use)
+    synth_scale: float = 1.0           # size of the synthetic dataset when generated
+    subjects: tuple = TRAIN_SUBJECTS   # training subjects
+    actions: tuple = ()                # () = all actions
+    out: str = "runs/latest"
+    preset: str = "cpu"                # network preset, structlearn.network.PRESETS
+    seed: int = 0
+    device: str = "cpu"
+    stage: str = "all"
+    resume: bool = False
+    progress: bool = True
+    checkpoint_every: int = 50         # mini-batches between checkpoints (and at every epoch end)
+    stop_after: int = 0                # stop (with a checkpoint) after this many mini-batches; 0 = never
+    pretrained: str = ""               # pre-trained network for --stage structnet ("" = <out>/pretrain_model.npz, "none" = random convolutions)
+    # network (None = the preset's value)
+    pose_embedding: str = "2layer"     # Table 3: raw, random1, 1layer, 2layer
+    dropout: float = 0.75
+    # pre-training (reference [18]: pose regression + joint detection)
+    pretrain_epochs: int = 8
+    pretrain_batch_size: int = 64
+    pretrain_lr: float = 0.01
+    pretrain_momentum: float = 0.9
+    detect_weight: float = 0.1
+    # Algorithm 1
+    epochs: int = 6
+    batch_size: int = 128
+    candidates: int = 2000             # C
+    frequent: int = 10                 # K
+    lam: float = 1.0                   # lambda, weight of the auxiliary pose prediction (eq. 12)
+    alpha: float = 1e-4                # weight decay (eq. 12)
+    margin_scale: float = 1.0          # Delta = margin_scale * MPJPE in mm (eq. 8)
+    ls_min: float = 1e-7               # line-search grid (Sec. 5.3: [1e-7, 1e2])
+    ls_max: float = 1e2
+    ls_points: int = 10
+    noise_std: float = 0.1             # PCA colour noise (Sec. 5.1)
+    train_convs: bool = False          # the paper fixes the convolutions in this stage
+
+    def __post_init__(self):
+        self.subjects = tuple(self.subjects)
+        self.actions = tuple(self.actions)
+
+    def to_dict(self):
+        d = asdict(self)
+        d["subjects"], d["actions"] = list(self.subjects), list(self.actions)
+        return d
+
+    @classmethod
+    def from_dict(cls, d):
+        known = {f.name for f in fields(cls)}
+        return cls(**{k: v for k, v in d.items() if k in known})
+
+    def differences(self, other):
+        """Fields (other than RESUMABLE_CHANGES) whose values differ: [(name, mine, theirs)]."""
+        a, b = self.to_dict(), other.to_dict()
+        return [(k, a[k], b.get(k)) for k in a if k not in RESUMABLE_CHANGES and a[k] != b.get(k)]

@@ -1,0 +1,301 @@
+"""The StructNet score network (Sec. 3, Fig. 1) with hand-written forward and backward passes.
+
+    conv stack (Sec. 3.1): conv1 -> pool -> ReLU -> conv2 -> pool -> ReLU -> conv3 -> pool (linear)
+        f2 = flatten(pooled conv2), f3 = flatten(pooled conv3)          (conv^2(x), conv^3(x))
+    image embedding (eq. 2):  f_I = h4(h3([h1(drop(f2)); h2(drop(f3))]))
+    pose embedding  (eq. 3):  f_J = h6(h5(y))           (or a Table 3 variant, POSE_EMBEDDINGS)
+    score           (eq. 4):  f_S = <f_I, f_J>
+    auxiliary pose  (eq. 10): f_P = g7(h3) = tanh(W7^T h3 + b7)
+
+Every h_i is ReLU(W_i^T x + b_i). Pooling is applied before the ReLU: max-pooling commutes with a
+monotone function (ties included, the gradient is the same), and the ReLU then touches 4x fewer
+values. Dropout (rate 0.75 in the paper) acts on the inputs of h1 and h2, the layers the paper
+names ("We use dropout in the fully-connected layers {h1, h2}").
+
+Poses enter the network normalised: y_n = PoseNormalizer.normalize(root-relative pose), (.., 51),
+inside (-1, 1) on the training set, so the same vector is the tanh target of eq. 11.
+
+Figure 1's layer sizes are not in the text; PRESETS["paper"] uses conv1 9x9x32, conv2 5x5x32,
+conv3 5x5x64, 2x2 pooling, 112x112 inputs and 1024-unit fully connected layers (the sizes of the
+project's PyTorch peer). PRESETS["cpu"] is a smaller network on 56x56 inputs (the 128x128 crops
+downsampled by 2) that trains in minutes on two cores.
+"""
+from dataclasses import asdict, dataclass, replace
+
+import numpy as np
+
+from nn import Conv2D, Dropout, Linear, MaxPool2D, Params, ReLU, Tanh, nchw_to_hwnc
+from nn.plumbing import concat, flatten_hwnc, split, unflatten_hwnc
+
+POSE_DIM = 51  # 17 joints x 3
+POSE_EMBEDDINGS = ("raw", "random1", "1layer", "2layer")  # Table 3
+
+
+@dataclass(frozen=True)
+class NetConfig:
+    input_size: int = 112                           # square crop fed to conv1
+    downsample: int = 1                             # 128x128 images are box-downsampled first
+    convs: tuple = ((9, 32), (5, 32), (5, 64))      # (kernel, channels); each followed by 2x2 pooling
+    hidden: int = 1024                              # h1, h2, h3
+    embed: int = 1024                               # h4 (image) and h5, h6 (pose): the joint space
+    pose_embedding: str = "2layer"                  # one of POSE_EMBEDDINGS
+    dropout: float = 0.75                           # on the inputs of h1 and h2
+    detect_grid: int = 8                            # pre-training: joints classified into grid x grid cells
+
+    def __post_init__(self):
+        if self.pose_embedding not in POSE_EMBEDDINGS:
+            raise ValueError(f"unknown pose embedding {self.pose_embedding!r}: expected one of {POSE_EMBEDDINGS}")
+        if len(self.convs) != 3:
+            raise ValueError(f"StructNet has 3 convolution layers, got {len(self.convs)}")
+
+    def to_dict(self):
+        d = asdict(self)
+        d["convs"] = [list(c) for c in self.convs]
+        return d
+
+    @classmethod
+    def from_dict(cls, d):
+        d = dict(d)
+        d["convs"] = tuple(tuple(c) for c in d["convs"])
+        return cls(**d)
+
+    def with_(self, **changes):
+        return replace(self, **changes)
+
+
+PRESETS = {
+    "paper": NetConfig(),
+    "cpu": NetConfig(input_size=56, downsample=2, convs=((5, 16), (5, 32), (3, 32)), hidden=256, embed=256,
+                     detect_grid=7),
+}
+
+
+class ConvStack:
+    """conv1-3 with pooling; image (N, 3, S, S) -> (f2 (N, d2), f3 (N, d3))."""
+
+    def __init__(self, cfg):
+        self.cfg = cfg
+        channels = [3] + [c for _, c in cfg.convs]
+        self.convs = [Conv2D(f"conv{i + 1}", channels[i], channels[i + 1], k,
+                             activation="relu" if i < 2 else "linear")
+                      for i, (k, _) in enumerate(cfg.convs)]
+        self.pools = [MaxPool2D(f"pool{i + 1}", 2) for i in range(3)]
+        self.relus = [ReLU(f"relu{i + 1}") for i in range(2)]
+        size, self.maps = cfg.input_size, []
+        for conv in self.convs:
+            size = conv.output_shape(size, size)[0] // 2
+            if size < 1:
+                raise ValueError(f"input size {cfg.input_size} is too small for the convolutions {cfg.convs}")
+            self.maps.append((size, size, conv.out_c))
+        self.d2 = int(np.prod(self.maps[1]))
+        self.d3 = int(np.prod(self.maps[2]))
+
+    @property
+    def layers(self):
+        return self.convs
+
+    def forward(self, params, images):
+        """images (N, 3, S, S) float -> (f2, f3), cache."""
+        if images.ndim != 4 or images.shape[1:] != (3, self.cfg.input_size, self.cfg.input_size):
+            raise ValueError(f"conv stack: expected images (N, 3, {self.cfg.input_size}, {self.cfg.input_size}), "
+                             f"got {tuple(images.shape)}")
+        h = nchw_to_hwnc(images)
+        caches, outs = [], []
+        for i, (conv, pool) in enumerate(zip(self.convs, self.pools)):
+            h, c_conv = conv.forward(params, h)
+            h, c_pool = pool.forward(params, h)
+            c_relu = None
+            if i < 2:
+                h, c_relu = self.relus[i].forward(params, h)
+            caches.append((c_conv, c_pool, c_relu))
+            outs.append(h)
+        (f2, shape2), (f3, shape3) = flatten_hwnc(outs[1]), flatten_hwnc(outs[2])
+        return (f2, f3), {"layers": caches, "shapes": (shape2, shape3)}
+
+    def backward(self, params, cache, g2, g3):
+        """Gradients of the conv weights from d/df2 and d/df3 (the input image needs none)."""
+        grads = {}
+        shape2, shape3 = cache["shapes"]
+        g = unflatten_hwnc(g3, shape3)
+        for i in reversed(range(3)):
+            c_conv, c_pool, c_relu = cache["layers"][i]
+            if i == 1:
+                g = g + unflatten_hwnc(g2, shape2)  # conv2's pooled output feeds h1 and conv3
+            if c_relu is not None:
+                g, _ = self.relus[i].backward(params, c_relu, g)
+            g, _ = self.pools[i].backward(params, c_pool, g)
+            g, gp = self.convs[i].backward(params, c_conv, g, need_gx=i > 0)
+            grads.update(gp)
+        return grads
+
+
+class ImageBranch:
+    """h1, h2 (with dropout on their inputs), concat, h3; then h4 (the embedding) and g7 (eq. 10)."""
+
+    def __init__(self, cfg, d2, d3, out_dim=None):
+        self.cfg = cfg
+        self.drop1 = Dropout("drop1", cfg.dropout)
+        self.drop2 = Dropout("drop2", cfg.dropout)
+        self.h1 = Linear("h1", d2, cfg.hidden)
+        self.h2 = Linear("h2", d3, cfg.hidden)
+        self.h3 = Linear("h3", 2 * cfg.hidden, cfg.hidden)
+        self.h4 = Linear("h4", cfg.hidden, out_dim or cfg.embed)
+        self.g7 = Linear("g7", cfg.hidden, POSE_DIM, activation="tanh")
+        self.relu, self.tanh = ReLU(), Tanh()
+
+    @property
+    def layers(self):
+        return [self.h1, self.h2, self.h3, self.h4, self.g7]
+
+    def make_masks(self, rng, n, d2, d3, dtype, xp=np):
+        """Dropout masks for a batch, drawn once so the line search reuses them."""
+        return {"drop1": self.drop1.make_mask(rng, (n, d2), dtype, xp),
+                "drop2": self.drop2.make_mask(rng, (n, d3), dtype, xp)}
+
+    def trunk(self, params, f2, f3, masks):
+        """(f2, f3) -> h3 (N, hidden), cache. masks None = evaluation (no dropout)."""
+        train = masks is not None
+        a, c_d1 = self.drop1.forward(params, f2, train, mask=masks["drop1"] if train else None)
+        b, c_d2 = self.drop2.forward(params, f3, train, mask=masks["drop2"] if train else None)
+        a, c_h1 = self.h1.forward(params, a)
+        a, c_r1 = self.relu.forward(params, a)
+        b, c_h2 = self.h2.forward(params, b)
+        b, c_r2 = self.relu.forward(params, b)
+        h, sizes = concat([a, b])
+        h, c_h3 = self.h3.forward(params, h)
+        h3, c_r3 = self.relu.forward(params, h)
+        return h3, (c_d1, c_d2, c_h1, c_r1, c_h2, c_r2, sizes, c_h3, c_r3)
+
+    def trunk_backward(self, params, cache, g_h3, need_features=True):
+        c_d1, c_d2, c_h1, c_r1, c_h2, c_r2, sizes, c_h3, c_r3 = cache
+        grads = {}
+        g, _ = self.relu.backward(params, c_r3, g_h3)
+        g, gp = self.h3.backward(params, c_h3, g)
+        grads.update(gp)
+        ga, gb = split(g, sizes)
+        ga, _ = self.relu.backward(params, c_r1, ga)
+        ga, gp = self.h1.backward(params, c_h1, ga, need_gx=need_features)
+        grads.update(gp)
+        gb, _ = self.relu.backward(params, c_r2, gb)
+        gb, gp = self.h2.backward(params, c_h2, gb, need_gx=need_features)
+        grads.update(gp)
+        if not need_features:
+            return None, None, grads
+        ga, _ = self.drop1.backward(params, c_d1, ga)
+        gb, _ = self.drop2.backward(params, c_d2, gb)
+        return ga, gb, grads
+
+    def forward(self, params, f2, f3, masks):
+        """-> f_I (N, embed) (eq. 2), f_P (N, 51) (eq. 10), cache."""
+        h3, c_trunk = self.trunk(params, f2, f3, masks)
+        e, c_h4 = self.h4.forward(params, h3)
+        f_I, c_r4 = self.relu.forward(params, e)
+        p, c_g7 = self.g7.forward(params, h3)
+        f_P, c_t7 = self.tanh.forward(params, p)
+        return f_I, f_P, (c_trunk, c_h4, c_r4, c_g7, c_t7)
+
+    def backward(self, params, cache, g_I, g_P, need_features=True):
+        """d/df_I, d/df_P -> (d/df2, d/df3), grads. g_P may be None (lambda = 0)."""
+        c_trunk, c_h4, c_r4, c_g7, c_t7 = cache
+        g, _ = self.relu.backward(params, c_r4, g_I)
+        g_h3, grads = self.h4.backward(params, c_h4, g)
+        if g_P is not None:
+            g, _ = self.tanh.backward(params, c_t7, g_P)
+            g, gp = self.g7.backward(params, c_g7, g)
+            grads.update(gp)
+            g_h3 = g_h3 + g
+        g2, g3, gp = self.trunk_backward(params, c_trunk, g_h3, need_features)
+        grads.update(gp)
+        return g2, g3, grads
+
+
+class PoseBranch:
+    """Pose embedding f_J (eq. 3) and the Table 3 variants.
+
+    raw: f_J(y) = y_n (51-d; the image embedding is then 51-d too); random1: ReLU(W5^T y + b5) with
+    W5, b5 fixed at their random initialisation; 1layer: the same, trained; 2layer: h6(h5(y)).
+    """
+
+    def __init__(self, cfg):
+        self.kind = cfg.pose_embedding
+        self.layers_ = []
+        if self.kind in ("random1", "1layer", "2layer"):
+            self.layers_.append(Linear("h5", POSE_DIM, cfg.embed))
+        if self.kind == "2layer":
+            self.layers_.append(Linear("h6", cfg.embed, cfg.embed))
+        self.relu = ReLU()
+        self.dim = POSE_DIM if self.kind == "raw" else cfg.embed
+
+    @property
+    def layers(self):
+        return self.layers_
+
+    @property
+    def frozen(self):
+        """Parameter names that are not trained (the fixed random layer of Table 3)."""
+        return ["h5.W", "h5.b"] if self.kind == "random1" else []
+
+    def forward(self, params, y_n):
+        """y_n (M, 51) -> f_J (M, dim), cache."""
+        if y_n.ndim != 2 or y_n.shape[1] != POSE_DIM:
+            raise ValueError(f"pose embedding: expected normalised poses (M, {POSE_DIM}), got {tuple(y_n.shape)}")
+        h, caches = y_n, []
+        for layer in self.layers_:
+            h, c_lin = layer.forward(params, h)
+            h, c_relu = self.relu.forward(params, h)
+            caches.append((c_lin, c_relu))
+        return h, caches
+
+    def backward(self, params, caches, g):
+        grads = {}
+        for layer, (c_lin, c_relu) in zip(reversed(self.layers_), reversed(caches)):
+            g, _ = self.relu.backward(params, c_relu, g)
+            g, gp = layer.backward(params, c_lin, g, need_gx=layer is not self.layers_[0])
+            grads.update(gp)
+        for k in self.frozen:
+            grads.pop(k, None)
+        return grads
+
+
+class StructNet:
+    """The whole score network. Parameters live in a Params container (see nn.layer)."""
+
+    def __init__(self, cfg):
+        self.cfg = cfg
+        self.convs = ConvStack(cfg)
+        self.pose = PoseBranch(cfg)
+        self.image = ImageBranch(cfg, self.convs.d2, self.convs.d3, out_dim=self.pose.dim)
+
+    @property
+    def conv_names(self):
+        return [n for layer in self.convs.layers for n in layer.param_shapes()]
+
+    def init_params(self, rng, dtype=np.float32):
+        return Params.init(self.convs.layers + self.image.layers + self.pose.layers, rng, dtype)
+
+    def trainable(self, params, train_convs=False):
+        """Names updated by SGD: everything but the frozen convolutions (Sec. 5.3) and random1's layer."""
+        skip = set(self.pose.frozen) | (set() if train_convs else set(self.conv_names))
+        return [k for k in params if k not in skip]
+
+    def decayed(self, params, train_convs=False):
+        """Weight matrices under the alpha term of eq. 12 (the trained ones)."""
+        trainable = set(self.trainable(params, train_convs))
+        return [k for k in params.weight_names if k in trainable]
+
+
+class MultiTaskNet:
+    """Pre-training network of reference [18] (seed 001): the same conv stack and image trunk
+    (h1-h3) with two heads on h3: 3D pose regression (tanh, g7: the DconvMP-HML baseline of
+    Table 1 is this head alone) and joint detection (for each joint, a softmax over the cells of a
+    grid x grid partition of the image: the cell that holds the joint's projection)."""
+
+    def __init__(self, cfg):
+        self.cfg = cfg
+        self.convs = ConvStack(cfg)
+        self.image = ImageBranch(cfg, self.convs.d2, self.convs.d3)
+        self.detect = Linear("det", cfg.hidden, 17 * cfg.detect_grid ** 2, activation="linear")
+
+    def init_params(self, rng, dtype=np.float32):
+        layers = self.convs.layers + [self.image.h1, self.image.h2, self.image.h3, self.image.g7, self.detect]
+        return Params.init(layers, rng, dtype)

@@ -1,0 +1,51 @@
+"""Stage 1 of Algorithm 1: candidate sets, the most-violated pose (eq. 7), the working set."""
+import numpy as np
+
+from data.metrics import pairwise_mpjpe
+from nn import backend
+
+
+def most_violated(f_I, cand_emb, y_mm, cand_mm, margin_scale=1.0):
+    """argmax over candidates of <f_I(x), f_J(y')> + Delta(y, y') for each example (eq. 7).
+
+    f_I: (B, D) image embeddings; cand_emb: (C, D) candidate pose embeddings; y_mm: (B, 17, 3)
+    root-relative ground truth in mm; cand_mm: (C, 17, 3). The term -f_S(x, y) of eq. 7 is constant
+    per example and does not change the argmax.
+    Returns (index (B,) into the candidates, margin Delta (B,) of the chosen pose, the maximum
+    of score + margin (B,)).
+    """
+    xp = backend.get_array_module(f_I)
+    if f_I.shape[1] != cand_emb.shape[1] or cand_emb.shape[0] != cand_mm.shape[0] or y_mm.shape[0] != f_I.shape[0]:
+        raise ValueError(f"most_violated: shapes disagree: f_I {tuple(f_I.shape)}, candidates {tuple(cand_emb.shape)}, "
+                         f"ground truth {tuple(y_mm.shape)}, candidate poses {tuple(cand_mm.shape)}")
+    values = f_I @ cand_emb.T                                   # (B, C) scores, one GEMM
+    margins = margin_scale * pairwise_mpjpe(y_mm, cand_mm)      # (B, C) in mm (eq. 8)
+    values += margins.astype(values.dtype, copy=False)
+    idx = values.argmax(axis=1)
+    rows = xp.arange(idx.shape[0])
+    return idx, margins[rows, idx], values[rows, idx]
+
+
+def sample_candidates(rng, n_poses, c, frequent):
+    """Y_B = UniformSample(Y, C) + KMostFrequent(V, K): sorted unique pose indices."""
+    uniform = rng.choice(n_poses, size=min(c, n_poses), replace=False)
+    return np.union1d(uniform, np.asarray(frequent, dtype=np.int64))
+
+
+class WorkingSet:
+    """V of Algorithm 1: how often each pose of the pose space was selected as most violated."""
+
+    def __init__(self, n_poses):
+        self.counts = np.zeros(n_poses, dtype=np.int64)
+
+    def add(self, pose_indices):
+        np.add.at(self.counts, np.asarray(pose_indices, dtype=np.int64), 1)
+
+    def most_frequent(self, k):
+        """The k most frequently violated poses (ties: lower index first); fewer if V is smaller."""
+        seen = np.flatnonzero(self.counts)
+        order = np.lexsort((seen, -self.counts[seen]))  # by count descending, then index
+        return seen[order[:k]]
+
+    def __len__(self):
+        return int(np.count_nonzero(self.counts))

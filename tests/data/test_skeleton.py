@@ -1,0 +1,235 @@
+import numpy as np
+import pytest
+from hypothesis import given, settings, strategies as st
+from scipy.spatial.transform import Rotation
+
+from data.h36m import FLIP_PERMUTATION, JOINT_NAMES, N_JOINTS
+from data.skeleton import (
+    ANGLE_LIMITS, ANGLE_NAMES, N_ANGLES, SWING_CONES, Skeleton, angle_index, bone_lengths,
+    clip_angles, matrix_to_rotvec, rotvec_to_matrix, within_limits,
+)
+
+J = {name: i for i, name in enumerate(JOINT_NAMES)}
+SKEL = Skeleton.from_height(1700.0)
+
+
+def random_valid_angles(rng, n):
+    """Angles uniform in the limits box, projected onto the shoulder cones."""
+    return clip_angles(rng.uniform(ANGLE_LIMITS[:, 0], ANGLE_LIMITS[:, 1], size=(n, N_ANGLES)))
+
+
+def set_angles(**values):
+    a = np.zeros(N_ANGLES)
+    for name, deg in values.items():
+        a[angle_index(name)] = np.radians(deg)
+    return a
+
+
+def mirror_angles(a):
+    """Angles of the mirror image (x -> -x) of the pose of `a`."""
+    out = np.array(a, dtype=np.float64)
+    out[..., 1:3] *= -1   # a mirrored rotation vector is (x, -y, -z)
+    for name in ("Lumbar_lat", "Spine_lat", "Spine_twist", "Neck_lat", "Head_lat"):
+        out[..., angle_index(name)] *= -1
+    for i, name in enumerate(ANGLE_NAMES):
+        if name[0] in "LR" and name[1].isupper():
+            out[..., angle_index(("R" if name[0] == "L" else "L") + name[1:])] = a[..., i]
+    return out
+
+
+# ---------------------------------------------------------------- constants
+def test_angle_table_is_consistent():
+    assert len(ANGLE_NAMES) == N_ANGLES == ANGLE_LIMITS.shape[0] == len(set(ANGLE_NAMES))
+    assert ANGLE_LIMITS.shape == (N_ANGLES, 2)
+    assert np.all(ANGLE_LIMITS[:, 0] < 0) and np.all(ANGLE_LIMITS[:, 1] > 0)  # zero (T pose) is valid
+    assert np.all(ANGLE_LIMITS[:3] == [[-np.pi, np.pi]] * 3)
+    for i, name in enumerate(ANGLE_NAMES):
+        assert angle_index(name) == i
+    with pytest.raises(ValueError, match="unknown angle"):
+        angle_index("Tail_wag")
+    assert within_limits(np.zeros(N_ANGLES))
+    # The cone keeps every shoulder swing below a half turn (where the exp map wraps).
+    for _, radius in SWING_CONES:
+        assert radius < np.pi
+
+
+# ---------------------------------------------------------------- rotations
+def test_rotvec_helpers_match_scipy():
+    rng = np.random.default_rng(1)
+    v = rng.normal(size=(500, 3))
+    v *= (rng.uniform(0, np.pi, 500) / np.linalg.norm(v, axis=1))[:, None]
+    v[:5] *= 1e-9                                                 # near the identity
+    v[5:10] *= np.pi / np.linalg.norm(v[5:10], axis=1)[:, None]   # half turns
+    R = rotvec_to_matrix(v)
+    np.testing.assert_allclose(R, Rotation.from_rotvec(v).as_matrix(), atol=1e-12)
+    back = matrix_to_rotvec(R)
+    np.testing.assert_allclose(rotvec_to_matrix(back), R, atol=1e-12)
+    assert np.all(np.linalg.norm(back, axis=1) <= np.pi + 1e-12)
+    np.testing.assert_allclose(back[10:], v[10:], atol=1e-9)      # unique below a half turn
+    with pytest.raises(ValueError, match="v:"):
+        rotvec_to_matrix(np.zeros((4, 2)))
+    with pytest.raises(ValueError, match="R:"):
+        matrix_to_rotvec(np.zeros((4, 3)))
+
+
+# ---------------------------------------------------------------- forward
+def test_tpose_is_upright_facing_forward_with_horizontal_arms():
+    T = SKEL.tpose()
+    bl = SKEL.bone_lengths
+    assert T.shape == (N_JOINTS, 3)
+    np.testing.assert_array_equal(T[0], 0.0)
+    np.testing.assert_allclose(bone_lengths(T), bl, atol=1e-9)
+    # Right side on +x, left on -x; the spine straight up; legs straight down.
+    assert T[J["RHip"], 0] > 0 > T[J["LHip"], 0]
+    for a, b in (("Hip", "Spine"), ("Spine", "Thorax"), ("Thorax", "Neck/Nose"), ("Neck/Nose", "Head")):
+        np.testing.assert_allclose(T[J[b]] - T[J[a]], [0, 0, bl[J[b]]], atol=1e-9)
+    np.testing.assert_allclose(T[J["RFoot"]], [bl[1], 0, -bl[2] - bl[3]], atol=1e-9)
+    # Arms horizontal at the thorax's height.
+    for j in ("LShoulder", "LElbow", "LWrist", "RShoulder", "RElbow", "RWrist"):
+        assert abs(T[J[j], 2] - T[J["Thorax"], 2]) < 1e-9 and abs(T[J[j], 1]) < 1e-9
+    assert T[J["RWrist"], 0] > T[J["RElbow"], 0] > T[J["RShoulder"], 0] > 0
+    # The subject faces +y: knees bend backward, elbows forward, hip flexion lifts the thigh forward.
+    p = SKEL.forward(set_angles(RKnee_flex=90, LElbow_flex=90, LHip_flex=90, RShoulder_abd=-90))
+    np.testing.assert_allclose(p[J["RFoot"]] - p[J["RKnee"]], [0, -bl[3], 0], atol=1e-9)
+    np.testing.assert_allclose(p[J["LWrist"]] - p[J["LElbow"]], [0, bl[13], 0], atol=1e-9)
+    np.testing.assert_allclose(p[J["LKnee"]] - p[J["LHip"]], [0, bl[5], 0], atol=1e-9)
+    np.testing.assert_allclose(p[J["RElbow"]] - p[J["RShoulder"]], [0, 0, -bl[15]], atol=1e-9)
+    p = SKEL.forward(set_angles(Spine_flex=90, RHip_abd=90, RClavicle_elev=90))
+    np.testing.assert_allclose(p[J["Thorax"]] - p[J["Spine"]], [0, bl[8], 0], atol=1e-9)
+    np.testing.assert_allclose(p[J["RKnee"]] - p[J["RHip"]], [bl[2], 0, 0], atol=1e-9)
+    np.testing.assert_allclose(p[J["RShoulder"]] - p[J["Thorax"]], [0, bl[14], 0], atol=1e-9)
+
+
+def test_forward_keeps_bone_lengths_and_mirrors():
+    rng = np.random.default_rng(2)
+    a = rng.uniform(-4, 4, size=(200, N_ANGLES))   # even far outside the limits
+    P = SKEL.forward(a)
+    np.testing.assert_allclose(bone_lengths(P), np.broadcast_to(SKEL.bone_lengths, (200, N_JOINTS)),
+                               rtol=1e-12)
+    np.testing.assert_array_equal(P[:, 0], 0.0)
+    # Right limbs are the mirror images of the left ones (the skeleton is symmetric).
+    mirrored = SKEL.forward(mirror_angles(a))
+    expected = P[:, list(FLIP_PERMUTATION)] * [-1, 1, 1]
+    np.testing.assert_allclose(mirrored, expected, atol=1e-9)
+
+
+def test_forward_is_vectorised_over_leading_dimensions():
+    rng = np.random.default_rng(3)
+    a = random_valid_angles(rng, 6).reshape(2, 3, N_ANGLES)
+    P = SKEL.forward(a)
+    assert P.shape == (2, 3, N_JOINTS, 3)
+    for i in range(2):
+        for k in range(3):
+            np.testing.assert_allclose(P[i, k], SKEL.forward(a[i, k]), atol=1e-12)
+    assert SKEL.inverse(P).shape == (2, 3, N_ANGLES)
+
+
+# ---------------------------------------------------------------- inverse
+def test_round_trip_on_random_valid_poses():
+    rng = np.random.default_rng(4)
+    a = random_valid_angles(rng, 20000)
+    P = SKEL.forward(a)
+    b = SKEL.inverse(P)
+    assert within_limits(b).all()
+    err = np.abs(SKEL.forward(b) - P).max()
+    assert err < 1e-6, err
+    # Observable angles come back unchanged: those away from the hinge-straight ambiguity.
+    knee_bent = np.abs(a[:, angle_index("RKnee_flex")]) > np.radians(6)
+    for name in ("RHip_flex", "RHip_abd", "Spine_twist", "Neck_lat", "LClavicle_elev", "LShoulder_abd"):
+        np.testing.assert_allclose(b[:, angle_index(name)], a[:, angle_index(name)], atol=1e-7)
+    np.testing.assert_allclose(b[knee_bent, angle_index("RHip_rot")], a[knee_bent, angle_index("RHip_rot")],
+                               atol=1e-7)
+
+
+@settings(max_examples=40, deadline=None)
+@given(seed=st.integers(0, 2**32 - 1), scale=st.floats(0.5, 1.5))
+def test_round_trip_property(seed, scale):
+    rng = np.random.default_rng(seed)
+    skel = Skeleton(np.r_[0.0, rng.uniform(80, 500, N_JOINTS - 1)] * scale)
+    a = random_valid_angles(rng, 8)
+    # Exercise the limits themselves too: push some angles onto their bounds.
+    on_bound = rng.random(a.shape) < 0.15
+    a = clip_angles(np.where(on_bound, ANGLE_LIMITS[:, rng.integers(0, 2)], a))
+    P = skel.forward(a)
+    np.testing.assert_allclose(skel.forward(skel.inverse(P)), P, atol=1e-6)
+
+
+def test_inverse_ignores_root_translation_and_absorbs_rotation():
+    rng = np.random.default_rng(5)
+    a = random_valid_angles(rng, 50)
+    P = SKEL.forward(a)
+    R = Rotation.random(50, random_state=6).as_matrix()
+    moved = np.einsum("nij,nkj->nki", R, P) + rng.normal(0, 1000, size=(50, 1, 3))
+    b = SKEL.inverse(moved)
+    # The same body pose in the body frame (compared through joints: a nearly straight elbow has
+    # two equivalent (flex, twist) pairs).
+    b[:, :3] = a[:, :3] = 0.0
+    np.testing.assert_allclose(SKEL.forward(b), SKEL.forward(a), atol=1e-6)
+    b = SKEL.inverse(moved)
+    np.testing.assert_allclose(SKEL.forward(b), moved - moved[:, :1], atol=1e-6)
+
+
+def test_inverse_keeps_bone_directions_and_replaces_lengths():
+    rng = np.random.default_rng(7)
+    P = SKEL.forward(random_valid_angles(rng, 100))
+    other = Skeleton(SKEL.bone_lengths * rng.uniform(0.8, 1.2, N_JOINTS))
+    Q = other.forward(SKEL.inverse(P))            # same angles, other lengths
+    R = SKEL.forward(SKEL.inverse(Q))
+    np.testing.assert_allclose(R, P, atol=1e-6)   # directions kept, lengths SKEL's again
+
+
+def test_inverse_projects_invalid_poses_into_the_limits():
+    rng = np.random.default_rng(8)
+    noisy = SKEL.forward(random_valid_angles(rng, 300)) + rng.normal(0, 60, size=(300, N_JOINTS, 3))
+    junk = rng.normal(0, 400, size=(300, N_JOINTS, 3))
+    for poses in (noisy, junk):
+        b = SKEL.inverse(poses)
+        assert np.isfinite(b).all() and within_limits(b).all()
+    # With the arm hanging, a forearm bent 40 degrees backward would need a half-turn twist (the
+    # limit is 100 degrees): the closest valid pose is the straightest elbow (-5 degrees).
+    P = SKEL.forward(set_angles(LShoulder_abd=-90, LElbow_flex=60))
+    P_bad = P.copy()
+    backward = rotvec_to_matrix(np.radians(-40) * np.array([1.0, 0, 0]))   # -z toward -y
+    P_bad[J["LWrist"]] = P[J["LElbow"]] + backward @ (P[J["LElbow"]] - P[J["LShoulder"]]) * (
+        SKEL.bone_lengths[J["LWrist"]] / SKEL.bone_lengths[J["LElbow"]])
+    b = SKEL.inverse(P_bad)
+    assert np.degrees(b[angle_index("LElbow_flex")]) == pytest.approx(-5, abs=1e-9)
+    # ...and the rest of the pose is untouched.
+    np.testing.assert_allclose(SKEL.forward(b)[:J["LWrist"]], P[:J["LWrist"]], atol=1e-9)
+
+
+def test_inverse_fits_a_pelvis_that_is_not_symmetric():
+    P = SKEL.tpose()
+    P_bad = P.copy()
+    P_bad[J["RHip"]] += [0, 20, 0]   # right hip 20 mm forward: the hip axis turns by half the angle
+    b = SKEL.inverse(P_bad)
+    yaw = np.degrees(b[2])
+    assert yaw == pytest.approx(np.degrees(np.arctan2(20, SKEL.bone_lengths[1])) / 2, abs=1e-9)
+
+
+# ---------------------------------------------------------------- constructors and errors
+def test_constructors():
+    rng = np.random.default_rng(9)
+    P = SKEL.forward(random_valid_angles(rng, 11))
+    P[3] *= 1.3   # an outlier frame does not move the median
+    np.testing.assert_allclose(Skeleton.from_poses(P).bone_lengths, SKEL.bone_lengths, rtol=1e-12)
+    s = Skeleton.from_height(1800.0)
+    T = s.tpose()
+    # Ankle to head top is 0.961 H (Drillis & Contini's ankle height is 0.039 H).
+    assert T[J["Head"], 2] - T[J["RFoot"], 2] == pytest.approx(0.961 * 1800.0)
+    np.testing.assert_allclose(s.bone_lengths, SKEL.bone_lengths * 1800 / 1700)
+    assert s.bone_lengths[0] == 0.0
+
+
+@pytest.mark.parametrize("call, match", [
+    (lambda: Skeleton(np.ones(16)), "bone_lengths"),
+    (lambda: Skeleton(np.r_[0.0, -np.ones(16)]), "bone_lengths"),
+    (lambda: Skeleton.from_height(-3), "height_mm"),
+    (lambda: SKEL.forward(np.zeros(N_ANGLES - 1)), "angles"),
+    (lambda: SKEL.inverse(np.zeros((16, 3))), "joints"),
+    (lambda: bone_lengths(np.zeros((17, 2))), "joints"),
+    (lambda: Skeleton.from_poses(np.zeros((5, 16, 3))), "poses"),
+])
+def test_shape_errors(call, match):
+    with pytest.raises(ValueError, match=match):
+        call()

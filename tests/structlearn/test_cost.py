@@ -1,0 +1,88 @@
+import numpy as np
+import pytest
+
+from nn.gradcheck import check_gradients
+from structlearn.cost import structnet_cost, structnet_cost_from_images
+from structlearn.network import POSE_EMBEDDINGS, StructNet
+
+from .tiny import TINY
+
+
+def _setup(kind, seed=0, B=6):
+    rng = np.random.default_rng(seed)
+    net = StructNet(TINY.with_(pose_embedding=kind))
+    params = net.init_params(rng, np.float64)
+    for k in params:
+        if k.endswith(".b"):
+            params[k] = 0.1 * rng.standard_normal(params[k].shape)
+    images = rng.standard_normal((B, 3, 20, 20))
+    y_n = rng.uniform(-0.8, 0.8, (B, 51))
+    yhat_n = rng.uniform(-0.8, 0.8, (B, 51))
+    (f2, f3), _ = net.convs.forward(params, images)
+    masks = net.image.make_masks(rng, B, f2.shape[1], f3.shape[1], np.float64)
+    # margins chosen so that half the hinges are clearly active and half clearly inactive:
+    # the finite differences never cross a kink
+    f_I, _, _ = net.image.forward(params, f2, f3, masks)
+    f_J, _ = net.pose.forward(params, np.concatenate([y_n, yhat_n]))
+    gap = (f_I * f_J[:B]).sum(1) - (f_I * f_J[B:]).sum(1)
+    delta = gap + np.where(np.arange(B) % 2 == 0, 0.5, -0.5)
+    return net, params, images, y_n, yhat_n, delta, masks
+
+
+@pytest.mark.parametrize("kind", POSE_EMBEDDINGS)
+def test_full_cost_gradient_every_block(kind):
+    net, params, images, y_n, yhat_n, delta, masks = _setup(kind)
+    lam, alpha = 0.7, 1e-2
+    decay = net.decayed(params, train_convs=True)
+    parts, grads = structnet_cost_from_images(net, params, images, y_n, yhat_n, delta, masks, lam, alpha, decay)
+    assert 0 < parts.violated < 1 and parts.hinge > 0 and parts.aux > 0 and parts.decay > 0
+    trainable = net.trainable(params, train_convs=True)
+    assert set(grads) == set(trainable)
+    if kind == "random1":
+        assert "h5.W" not in grads  # the fixed random layer is not trained
+
+    def f():
+        return structnet_cost_from_images(net, params, images, y_n, yhat_n, delta, masks, lam, alpha, decay,
+                                          need_grads=False)[0].total
+    errors = check_gradients(f, {k: params[k] for k in trainable}, grads, max_probes=25)
+    assert max(errors.values()) < 1e-6, errors
+    # the convolutions' blocks are all there: image -> conv1 .. conv3
+    assert {"conv1.W", "conv2.W", "conv3.W", "h1.W", "h4.W", "g7.W"} <= set(errors)
+
+
+def test_cost_parts_match_equations():
+    net, params, images, y_n, yhat_n, delta, masks = _setup("2layer", seed=3)
+    (f2, f3), _ = net.convs.forward(params, images)
+    lam, alpha = 1.0, 1e-3
+    decay = net.decayed(params)
+    parts, grads, _ = structnet_cost(net, params, f2, f3, y_n, yhat_n, delta, masks, lam, alpha, decay)
+    f_I, f_P, _ = net.image.forward(params, f2, f3, masks)
+    fJy, _ = net.pose.forward(params, y_n)
+    fJh, _ = net.pose.forward(params, yhat_n)
+    hinge = np.maximum(0, (f_I * fJh).sum(1) + delta - (f_I * fJy).sum(1))
+    assert np.isclose(parts.hinge, hinge.mean())
+    assert np.isclose(parts.aux, lam * ((f_P - y_n) ** 2).sum(1).mean())
+    assert np.isclose(parts.decay, alpha * sum((params[k] ** 2).sum() for k in decay))
+    assert np.isclose(parts.total, parts.hinge + parts.aux + parts.decay)
+    assert not any(k.startswith("conv") for k in decay)   # frozen convolutions are not decayed
+    assert not any(k.startswith("conv") for k in grads)
+
+
+def test_aux_gradient_stays_below_h3():
+    # with the hinge inactive everywhere, only the auxiliary and decay terms act: h4, h5, h6 get
+    # decay gradients only (the paper: L_P has no effect on the pose network or h4)
+    net, params, images, y_n, yhat_n, delta, masks = _setup("2layer", seed=4)
+    (f2, f3), _ = net.convs.forward(params, images)
+    parts, grads, _ = structnet_cost(net, params, f2, f3, y_n, yhat_n, delta - 1e3, masks, 1.0, 0.0, [])
+    assert parts.violated == 0
+    for k in ("h4.W", "h4.b", "h5.W", "h6.W"):
+        assert not np.any(grads[k]), k
+    for k in ("g7.W", "h3.W", "h1.W", "h2.W"):
+        assert np.any(grads[k]), k
+
+
+def test_shape_mismatch_is_named():
+    net, params, images, y_n, yhat_n, delta, masks = _setup("2layer")
+    (f2, f3), _ = net.convs.forward(params, images)
+    with pytest.raises(ValueError, match="batch shapes disagree"):
+        structnet_cost(net, params, f2, f3, y_n, yhat_n[:-1], delta, masks, 1.0, 0.0, [])
