@@ -34,9 +34,10 @@ class TrainConfig:
     # pre-training (reference [18]: pose regression + joint detection)
     pretrain_epochs: int = 8
     pretrain_batch_size: int = 64
-    pretrain_lr: float = 0.01
+    pretrain_lr: float = 0.003
     pretrain_momentum: float = 0.9
-    detect_weight: float = 0.1
+    detect_weight: float = 1.0
+    pretrain_dropout: float = 0.0      # dropout of the pre-training network (the paper's 0.75 is for StructNet)
     # Algorithm 1
     epochs: int = 6
     batch_size: int = 128
@@ -48,6 +49,8 @@ class TrainConfig:
     ls_min: float = 1e-7               # line-search grid (Sec. 5.3: [1e-7, 1e2])
     ls_max: float = 1e2
     ls_points: int = 10
+    ls_reselect: bool = False          # re-select y_hat among the candidates at every trial step (eq. 12's
+                                       # cost depends on theta through y_hat, footnote 1) instead of keeping D fixed
     noise_std: float = 0.1             # PCA colour noise (Sec. 5.1)
     train_convs: bool = False          # the paper fixes the convolutions in this stage
 

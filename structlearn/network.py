@@ -271,7 +271,9 @@ class StructNet:
         return [n for layer in self.convs.layers for n in layer.param_shapes()]
 
     def init_params(self, rng, dtype=np.float32):
-        return Params.init(self.convs.layers + self.image.layers + self.pose.layers, rng, dtype)
+        """He/Glorot initialisation (nn.init); the auxiliary output g7 starts at zero (see
+        zero_output_heads)."""
+        return zero_output_heads(Params.init(self.convs.layers + self.image.layers + self.pose.layers, rng, dtype))
 
     def trainable(self, params, train_convs=False):
         """Names updated by SGD: everything but the frozen convolutions (Sec. 5.3) and random1's layer."""
@@ -298,4 +300,17 @@ class MultiTaskNet:
 
     def init_params(self, rng, dtype=np.float32):
         layers = self.convs.layers + [self.image.h1, self.image.h2, self.image.h3, self.image.g7, self.detect]
-        return Params.init(layers, rng, dtype)
+        return zero_output_heads(Params.init(layers, rng, dtype))
+
+
+def zero_output_heads(params):
+    """Start the prediction heads (g7, det) at zero weights: the first pose prediction is then
+    the centre of the normalised pose range and the first detection is uniform. With random
+    output weights the tanh starts saturated, the regression error is three times the variance
+    of the targets, and the quickest way down is to erase the image features' variation (we
+    measured the conv2 activity fall from 62% to 15% within 8 steps): the network collapses to
+    predicting the mean pose."""
+    for k in ("g7.W", "det.W"):
+        if k in params:
+            params[k][...] = 0
+    return params

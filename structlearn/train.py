@@ -59,7 +59,7 @@ def validate_config(cfg):
         (cfg.candidates >= 1, f"--candidates (C) must be >= 1, got {cfg.candidates}"),
         (cfg.frequent >= 0, f"--frequent (K) must be >= 0, got {cfg.frequent}"),
         (cfg.lam >= 0 and cfg.alpha >= 0, "--lam and --alpha must be >= 0"),
-        (0 <= cfg.dropout < 1, f"--dropout must be in [0, 1), got {cfg.dropout}"),
+        (0 <= cfg.dropout < 1 and 0 <= cfg.pretrain_dropout < 1, "--dropout and --pretrain-dropout must be in [0, 1)"),
         (0 < cfg.ls_min < cfg.ls_max and cfg.ls_points >= 2,
          f"line-search grid needs 0 < --ls-min < --ls-max and --ls-points >= 2 (got {cfg.ls_min}, {cfg.ls_max}, {cfg.ls_points})"),
         (cfg.pretrain_lr > 0 and 0 <= cfg.pretrain_momentum < 1, "--pretrain-lr must be > 0 and --pretrain-momentum in [0, 1)"),
@@ -190,7 +190,7 @@ class Trainer:
     def pretrain(self):
         """Multi-task pre-training ([18]). Returns False when stopped early (stop_after)."""
         cfg, xp = self.cfg, self.xp
-        net = MultiTaskNet(self.net_cfg)
+        net = MultiTaskNet(self.net_cfg.with_(dropout=cfg.pretrain_dropout))
         if self.state and self.state["stage"] == "pretrain":
             params = self.ckpt_params.to(cfg.device)
             velocity = {k[9:]: self._dev(v) for k, v in self.arrays.items() if k.startswith("velocity/")}
@@ -241,7 +241,7 @@ class Trainer:
             start_batch = 0
         bar.close()
         host = params.to("cpu")
-        save_model(self.out / "pretrain_model.npz", host, "multitask", self.net_cfg, self.normalizer, self.stats,
+        save_model(self.out / "pretrain_model.npz", host, "multitask", net.cfg, self.normalizer, self.stats,
                    cfg, {"subjects": list(self.subjects), "data": self.data_path})
         # hand over to the max-margin stage: its checkpoint starts at epoch 0 with fresh parameters
         self._checkpoint("structnet", 0, 0, self._initial_structnet_params(host), {})
@@ -301,29 +301,39 @@ class Trainer:
                 (f2, f3), _ = net.convs.forward(params, images)
                 masks = net.image.make_masks(rng, len(images), net.convs.d2, net.convs.d3, images.dtype, xp)
                 # stage 1: the most-violated pose of each example among the candidates (eq. 7)
-                f_I, _, _ = net.image.forward(params, f2, f3, masks)
-                cand_emb, _ = net.pose.forward(params, bank_n[cand])
-                v, delta, _ = most_violated(f_I, cand_emb, y_mm, bank_mm[cand], cfg.margin_scale)
-                chosen = cand[backend.to_numpy(v)]
+                y_n = self._dev(self.normalizer.normalize(batch.poses))
+
+                def select(p):
+                    f_I, _, _ = net.image.forward(p, f2, f3, masks)
+                    cand_emb, _ = net.pose.forward(p, bank_n[cand])
+                    v, delta, _ = most_violated(f_I, cand_emb, y_mm, bank_mm[cand], cfg.margin_scale)
+                    chosen = cand[backend.to_numpy(v)]
+                    return chosen, bank_n[chosen], delta.astype(f_I.dtype)
+
+                chosen, yhat_n, delta = select(params)
                 ws.add(chosen)
-                y_n, yhat_n = self._dev(self.normalizer.normalize(batch.poses)), bank_n[chosen]
-                delta = delta.astype(f_I.dtype)
                 t1 = time.perf_counter()
 
                 # stage 2: gradient of the cost on the extended data, line search, SGD step
-                def cost(p, need_grads):
+                def cost(p, need_grads, yhat_n=yhat_n, delta=delta):
                     if cfg.train_convs:
-                        parts_, grads_ = structnet_cost_from_images(net, p, images, y_n, yhat_n, delta, masks, cfg.lam,
-                                                                    cfg.alpha, decay_names, need_grads)
-                        return parts_, grads_
+                        return structnet_cost_from_images(net, p, images, y_n, yhat_n, delta, masks, cfg.lam,
+                                                          cfg.alpha, decay_names, need_grads)
                     parts_, grads_, _ = structnet_cost(net, p, f2, f3, y_n, yhat_n, delta, masks, cfg.lam,
                                                        cfg.alpha, decay_names, need_grads)
                     return parts_, grads_
 
+                def trial_cost(step):
+                    p = params.moved(grads, -step)
+                    if cfg.ls_reselect:
+                        _, yhat_s, delta_s = select(p)
+                        return cost(p, False, yhat_s, delta_s)[0].total
+                    return cost(p, False)[0].total
+
                 parts, grads = cost(params, True)
                 grads = {k: grads[k] for k in trainable}
                 t2 = time.perf_counter()
-                step, costs = grid_line_search(lambda s: cost(params.moved(grads, -s), False)[0].total, steps)
+                step, costs = grid_line_search(trial_cost, steps)
                 t3 = time.perf_counter()
                 if step is None:
                     skipped_in_a_row += 1

@@ -378,3 +378,22 @@ def test_downsample_is_box_average(tiny_path):
             BatchLoader(ds, ds.select(), 4, train=False, stats=_stats(), downsample=3, crop=10)
         with pytest.raises(ValueError, match="make no full batch"):
             BatchLoader(ds, ds.select()[:3], 4, train=True, stats=_stats())
+
+
+def test_batch_joints2d_follow_the_random_crop(tiny_path):
+    ds = PoseDataset(tiny_path)
+    idx = ds.select()
+    stats = ImageStats.compute(ds, idx)
+    loader = BatchLoader(ds, idx, 8, train=True, stats=stats, crop=48, downsample=2, noise_std=0.0, seed=3)
+    batch = loader.make_batch(0, 0)
+    full = ds.crop_joints(batch.index) / 2
+    offset = full - batch.joints2d                      # (B, 17, 2): the crop corner (ox, oy)
+    assert np.allclose(offset, offset[:, :1], atol=1e-4)  # the same shift for every joint
+    corner = np.rint(offset[:, 0]).astype(int)
+    assert np.allclose(offset[:, 0], corner, atol=1e-4) and (corner >= 0).all() and (corner <= 64 - 48).all()
+    images = downsample_images(ds.read_images(batch.index), 2)
+    for i, (ox, oy) in enumerate(corner):               # the pixels come from that same corner
+        expected = (images[i, oy:oy + 48, ox:ox + 48] - stats.mean) / stats.scale
+        np.testing.assert_allclose(batch.images[i].transpose(1, 2, 0), expected, atol=1e-4)
+    test = BatchLoader(ds, idx, 8, train=False, stats=stats, crop=48, downsample=2).make_batch(0, 0)
+    np.testing.assert_allclose(test.joints2d, ds.crop_joints(test.index) / 2 - 8, atol=1e-4)

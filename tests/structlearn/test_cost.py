@@ -15,6 +15,8 @@ def _setup(kind, seed=0, B=6):
     for k in params:
         if k.endswith(".b"):
             params[k] = 0.1 * rng.standard_normal(params[k].shape)
+        if k in ("g7.W", "det.W"):  # zero at initialisation: randomise so every path carries gradient
+            params[k] = 0.3 * rng.standard_normal(params[k].shape)
     images = rng.standard_normal((B, 3, 20, 20))
     y_n = rng.uniform(-0.8, 0.8, (B, 51))
     yhat_n = rng.uniform(-0.8, 0.8, (B, 51))

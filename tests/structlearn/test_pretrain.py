@@ -20,6 +20,8 @@ def test_multitask_cost_gradient_every_block():
     for k in params:
         if k.endswith(".b"):
             params[k] = 0.1 * rng.standard_normal(params[k].shape)
+        if k in ("g7.W", "det.W"):  # zero at initialisation: randomise so every path carries gradient
+            params[k] = 0.3 * rng.standard_normal(params[k].shape)
     B = 5
     images = rng.standard_normal((B, 3, 20, 20))
     y_n = rng.uniform(-0.8, 0.8, (B, 51))
@@ -43,3 +45,11 @@ def test_momentum_step():
     momentum_step(p, {"w": np.ones(2)}, v, lr=0.1, momentum=0.9)
     np.testing.assert_allclose(v["w"], -0.19)
     np.testing.assert_allclose(p["w"], -0.29)
+
+
+def test_output_heads_start_at_zero():
+    from structlearn.network import StructNet
+    for net in (MultiTaskNet(TINY), StructNet(TINY)):
+        params = net.init_params(np.random.default_rng(0))
+        assert not params["g7.W"].any() and params["h3.W"].any()
+    assert not MultiTaskNet(TINY).init_params(np.random.default_rng(0))["det.W"].any()

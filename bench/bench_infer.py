@@ -1,0 +1,134 @@
+"""Inference speed (prints; asserts nothing): the image network, the bank scoring of
+StructNet-Max and StructNet-Avg(500) over a 100,000-pose bank, the APF and the IK per image.
+
+    python bench/bench_infer.py                      # both presets, batch 256, bank 100,000
+    python bench/bench_infer.py --presets cpu --bank 20000 --apf-images 32
+
+The bank scoring uses random embeddings of the preset's size (the scoring does not care what
+they mean) and random bank poses for the averaging. Its GEMM floor is FLOPs / the float32 GEMM
+rate measured in the same run (2 x batch x bank x embedding FLOPs: the score matrix is the only
+arithmetic of any size); the ratio says how much the streaming top-k adds to it. Times are the
+best of --reps runs, the least disturbed by other processes on a shared machine; the load
+average is printed before and after.
+"""
+import argparse
+import os
+import sys
+import time
+
+import numpy as np
+
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+from apf import APFConfig, refine_poses  # noqa: E402
+from bench.common import gemm_rate  # noqa: E402
+from data.skeleton import ANGLE_LIMITS, N_ANGLES, Skeleton, clip_angles  # noqa: E402
+from structlearn.inference import average_prefixes, image_outputs, top_k_scores  # noqa: E402
+from structlearn.network import PRESETS, StructNet  # noqa: E402
+
+
+def best_of(fn, reps, warmup=1):
+    for _ in range(warmup):
+        fn()
+    times = []
+    for _ in range(reps):
+        t = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - t)
+    return min(times)
+
+
+def load():
+    try:
+        return "load average " + " ".join(open("/proc/loadavg").read().split()[:3])
+    except OSError:
+        return "load average n/a"
+
+
+def bench_network(preset, batch, reps, rng):
+    cfg = PRESETS[preset]
+    net = StructNet(cfg)
+    params = net.init_params(rng)
+    x = rng.standard_normal((batch, 3, cfg.input_size, cfg.input_size)).astype(np.float32)
+    t = best_of(lambda: image_outputs(net, params, x), reps)
+    return batch / t, t
+
+
+def bench_bank(D, M, batch, A, chunk, reps, rng, gflops):
+    f_I = np.maximum(rng.standard_normal((batch, D)), 0).astype(np.float32)   # ReLU outputs, like f_I
+    emb = np.maximum(rng.standard_normal((M, D)), 0).astype(np.float32)
+    poses = rng.normal(0, 300, (M, 17, 3)).astype(np.float32)
+    floor = 2.0 * batch * M * D / (gflops * 1e9)
+    t_gemm = best_of(lambda: [f_I @ emb[s:s + chunk].T for s in range(0, M, chunk)], reps)
+
+    def max_():
+        _, i = top_k_scores(f_I, emb, 1, chunk)
+        return poses[i[:, 0]]
+
+    def avg_():
+        _, i = top_k_scores(f_I, emb, A, chunk)
+        return average_prefixes(i, poses, [A])[A]
+
+    t_max = best_of(max_, reps)
+    t_avg = best_of(avg_, reps)
+    return {"floor": floor, "gemm": t_gemm, "max": t_max, "avg": t_avg}
+
+
+def bench_apf(n, config, rng):
+    skel = Skeleton.from_height(1700.0)
+    lo, hi = ANGLE_LIMITS[:, 0] * 0.6, ANGLE_LIMITS[:, 1] * 0.6
+    truth = clip_angles(rng.uniform(lo, hi, (n, N_ANGLES)))
+    # the Avg(A) situation: the target is the mean of 50 poses around the truth, the start one of them
+    around = clip_angles(truth[:, None] + rng.normal(0, 10 * np.pi / 180, (n, 50, N_ANGLES)))
+    poses = skel.forward(around)
+    target, init = poses.mean(axis=1), poses[:, 0]
+    t0 = time.perf_counter()
+    refine_poses(skel, target, init, config)
+    t_apf = time.perf_counter() - t0
+    t_ik = best_of(lambda: skel.forward(skel.inverse(target)), 3)
+    return 1e3 * t_apf / n, 1e3 * t_ik / n
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--presets", default="cpu,paper", help="network presets (default: %(default)s)")
+    parser.add_argument("--batch", type=int, default=256, help="test images per batch (default: %(default)s)")
+    parser.add_argument("--bank", type=int, default=100_000, help="bank poses (default: %(default)s)")
+    parser.add_argument("--A", type=int, default=500, help="A of StructNet-Avg(A) (default: %(default)s)")
+    parser.add_argument("--chunk", type=int, default=16384, help="bank poses per GEMM (default: %(default)s)")
+    parser.add_argument("--reps", type=int, default=3, help="timed runs, best reported (default: %(default)s)")
+    parser.add_argument("--apf-images", type=int, default=64, help="images for the APF timing (default: %(default)s)")
+    args = parser.parse_args()
+    presets = [p.strip() for p in args.presets.split(",") if p.strip()]
+    unknown = [p for p in presets if p not in PRESETS]
+    if unknown:
+        parser.error(f"unknown preset {unknown[0]!r}; choose from {', '.join(PRESETS)}")
+    rng = np.random.default_rng(0)
+    print(f"numpy {np.__version__}, {os.cpu_count()} CPUs; {load()}; best of {args.reps} runs")
+    gflops = gemm_rate() / 1e9
+    print(f"float32 GEMM 2048^3: {gflops:.0f} GFLOP/s")
+
+    for preset in presets:
+        D = PRESETS[preset].embed
+        cfg = PRESETS[preset]
+        ips, t = bench_network(preset, args.batch, args.reps, rng)
+        print(f"\n[{preset}] image network ({cfg.input_size}x{cfg.input_size} input, f_I and f_P), batch {args.batch}: "
+              f"{ips:8.1f} images/s ({1e3 * t / args.batch:.2f} ms/image)")
+        b = bench_bank(D, args.bank, args.batch, args.A, args.chunk, args.reps, rng, gflops)
+        print(f"[{preset}] bank scoring, {args.bank} poses x {D}-d embedding, batch {args.batch}, chunk {args.chunk}:")
+        print(f"    GEMM floor {1e3 * b['floor']:8.1f} ms/batch; chunked GEMM alone {1e3 * b['gemm']:8.1f} ms "
+              f"({b['gemm'] / b['floor']:.2f}x floor)")
+        for name, key in (("Max", "max"), (f"Avg({args.A})", "avg")):
+            t = b[key]
+            print(f"    {name:>9}: {args.batch / t:9.1f} images/s ({1e3 * t:8.1f} ms/batch, {t / b['floor']:.2f}x "
+                  f"GEMM floor); with the network: {1 / (1 / ips + t / args.batch):8.1f} images/s")
+
+    ms_apf, ms_ik = bench_apf(args.apf_images, APFConfig(), rng)
+    print(f"\nAPF (default APFConfig: {APFConfig().n_particles} particles, {APFConfig().n_layers} layers x "
+          f"{len(APFConfig().stages)} stages), {args.apf_images} images: {ms_apf:.1f} ms/image")
+    print(f"IK projection (skeleton.forward(skeleton.inverse(avg))): {ms_ik:.3f} ms/image")
+    print(load())
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,168 @@
+#!/usr/bin/env python
+"""Evaluate a trained StructNet on the test subjects: Table 1 (MPJPE per action, mean (std)),
+P-MPJPE, the training-set alignment statistic, Figures 3-4 and multiple hypotheses.
+
+    python run_eval.py                                  # runs/latest, S9 and S11, every mode
+    python run_eval.py --mode apf --A 500
+    python run_eval.py --mode max,avg,apf,pred --json results.json
+    python run_eval.py --sweep-A 1,20,100,500,1000,1500 --figures figs/
+    python run_eval.py --export-topk 10 topk.npz --max-images 500
+
+Modes: max (StructNet-Max), avg (StructNet-Avg(A)), apf (StructNet-Avg(A)-APF), pred
+(StructNet-Pred), hml (DconvMP-HML, the pre-training network of the same run) are the paper's;
+ik (StructNet-Avg(A)-IK: the Avg(A) pose through the test subject's inverse/forward kinematics)
+is ours. docs/eval.md describes the tables, the JSON and the figures.
+"""
+import argparse
+import sys
+
+MODE_CHOICES = ("max", "avg", "apf", "ik", "pred", "hml")
+DEFAULT_MODES = "max,avg,apf,ik,pred,hml"
+
+
+def positive_int(text):
+    try:
+        v = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}") from None
+    if v < 1:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}")
+    return v
+
+
+def non_negative_int(text):
+    try:
+        v = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a non-negative integer, got {text!r}") from None
+    if v < 0:
+        raise argparse.ArgumentTypeError(f"expected a non-negative integer, got {text!r}")
+    return v
+
+
+def int_list(text):
+    items = [s.strip() for s in text.split(",") if s.strip()]
+    if not items:
+        raise argparse.ArgumentTypeError("expected comma-separated positive integers")
+    return tuple(positive_int(s) for s in items)
+
+
+def build_parser():
+    from apf import APFConfig
+    apf = APFConfig()
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0], epilog=__doc__.split("\n\n", 1)[1],
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    g = p.add_argument_group("model and data")
+    g.add_argument("--run", default="runs/latest",
+                   help="run directory of run_train.py (model.npz, pretrain_model.npz) or a model.npz "
+                        "(default: %(default)s)")
+    g.add_argument("--data", default="", help="HDF5 dataset (default: the file the model was trained on)")
+    g.add_argument("--subjects", default="S9,S11",
+                   help="test subjects, comma-separated, or test/train/all (default: %(default)s)")
+    g.add_argument("--actions", default="", help="test actions, comma-separated (default: all in the file)")
+    g.add_argument("--max-images", type=non_negative_int, default=0,
+                   help="evaluate an evenly spaced subset of at most N test images (default: 0 = all)")
+    g.add_argument("--device", default="cpu", choices=("cpu", "gpu"), help="(default: %(default)s)")
+    g.add_argument("--batch-size", type=positive_int, default=256, help="test images per batch (default: %(default)s)")
+    g.add_argument("--bank-chunk", type=positive_int, default=16384,
+                   help="bank poses scored per GEMM; memory is batch x chunk scores (default: %(default)s)")
+    g.add_argument("--no-cache", action="store_true",
+                   help="neither read nor write the pose-bank embedding cache (<model>.bank.npz)")
+    g = p.add_argument_group("inference")
+    g.add_argument("--mode", default=DEFAULT_MODES,
+                   help=f"comma-separated modes among {', '.join(MODE_CHOICES)}, or all (default: %(default)s; "
+                        "hml is dropped from the default when the run has no pretrain_model.npz)")
+    g.add_argument("--A", default="auto",
+                   help="poses averaged by StructNet-Avg(A) (and the APF/IK targets); auto = 0.5%% of the bank, "
+                        "the paper's 500 of ~100k training poses (default: %(default)s)")
+    g.add_argument("--sweep-A", type=int_list, default=(), metavar="A1,A2,...",
+                   help="also evaluate StructNet-Avg(A) for these A and draw Figure 3 (error versus A)")
+    g.add_argument("--export-topk", nargs=2, metavar=("K", "FILE"), default=None,
+                   help="write the K best-scoring bank poses and their scores per test image to FILE (.npz)")
+    g.add_argument("--train-images", type=non_negative_int, default=2000,
+                   help="training images (evenly spaced) for the alignment statistic and Figure 4; 0 = skip "
+                        "(default: %(default)s)")
+    g = p.add_argument_group("APF (StructNet-Avg(A)-APF; docs/apf.md)")
+    g.add_argument("--apf-particles", type=positive_int, default=apf.n_particles, help="(default: %(default)s)")
+    g.add_argument("--apf-layers", type=positive_int, default=apf.n_layers, help="annealing layers per stage "
+                   "(default: %(default)s)")
+    g.add_argument("--apf-stages", default=",".join(apf.stages),
+                   help="comma-separated stages among torso, limbs, all (default: %(default)s)")
+    g.add_argument("--apf-seed", type=int, default=apf.seed, help="(default: %(default)s)")
+    g = p.add_argument_group("output")
+    g.add_argument("--json", default="", metavar="FILE", help="write the results as JSON (docs/eval.md)")
+    g.add_argument("--figures", default="", metavar="DIR",
+                   help="write Figure 4 (embedding) and predicted-vs-true skeletons (and Figure 3 with --sweep-A)")
+    g.add_argument("--no-progress", action="store_true", help="no progress bars")
+    return p
+
+
+def parse_args(argv=None):
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    from apf import APFConfig
+    from data import h36m
+    from structlearn.evaluate import parse_modes
+    try:
+        args.modes = parse_modes(args.mode)
+    except ValueError as err:
+        parser.error(f"--mode: {err}")
+    args.modes_explicit = args.mode != DEFAULT_MODES
+    try:
+        args.subject_list = h36m.parse_subjects(args.subjects)
+    except ValueError as err:
+        parser.error(f"--subjects: {err}")
+    args.action_list = None
+    if args.actions.strip():
+        try:
+            args.action_list = [h36m.canonical_action(a.strip()) for a in args.actions.split(",") if a.strip()]
+        except ValueError as err:
+            parser.error(f"--actions: {err}")
+    if args.A == "auto":
+        args.A_value = None
+    else:
+        try:
+            args.A_value = positive_int(args.A)
+        except argparse.ArgumentTypeError:
+            parser.error(f"--A: expected a positive integer or auto, got {args.A!r}")
+    args.topk = None
+    if args.export_topk:
+        try:
+            args.topk = (positive_int(args.export_topk[0]), args.export_topk[1])
+        except argparse.ArgumentTypeError:
+            parser.error(f"--export-topk: K must be a positive integer, got {args.export_topk[0]!r}")
+    try:
+        args.apf_config = APFConfig(n_particles=args.apf_particles, n_layers=args.apf_layers,
+                                    stages=tuple(s.strip() for s in args.apf_stages.split(",") if s.strip()),
+                                    seed=args.apf_seed)
+    except ValueError as err:
+        parser.error(f"APF settings: {err}")
+    return args
+
+
+def main(argv=None):
+    args = parse_args(argv)
+    from data.dataset import DatasetError
+    from structlearn.checkpoint import CheckpointError
+    from structlearn.evaluate import EvalError, run_evaluation
+    try:
+        run_evaluation(run=args.run, data=args.data or None, subjects=args.subject_list, actions=args.action_list,
+                       modes=args.modes, modes_explicit=args.modes_explicit, A=args.A_value, sweep=args.sweep_A,
+                       export_topk=args.topk, train_images=args.train_images, apf_config=args.apf_config,
+                       json_path=args.json, figures_dir=args.figures, max_images=args.max_images,
+                       device=args.device, batch_size=args.batch_size, chunk=args.bank_chunk,
+                       cache=not args.no_cache, progress=not args.no_progress)
+    except (EvalError, DatasetError, CheckpointError) as err:
+        print(f"run_eval.py: error: {err}", file=sys.stderr)
+        return 1
+    except OSError as err:
+        print(f"run_eval.py: error: {err.filename or ''}: {err.strerror or err}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        print("\nrun_eval.py: interrupted", file=sys.stderr)
+        return 130
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,295 @@
+"""Figures of the evaluation (matplotlib, Agg backend; every function writes one PNG).
+
+figure3         error versus A for StructNet-Avg(A) (the paper's Figure 3)
+figure4         the learned embedding (Figure 4): (a) the two highest-variance dimensions of the
+                image embedding over training images with the average image of each local region,
+                (b) the same two dimensions of the pose embedding with the average pose of each
+                region, (c), (d) the same on the first two principal components
+skeleton_figure predicted versus ground-truth skeletons for a few test images
+
+Pose drawings use the paper's colours: right arm red, right leg orange, left arm purple, left
+leg green, and a cyan "nose" pointing in the person's forward direction. Poses are root-relative
+camera coordinates (x right, y down, z away from the camera); the front view is what the camera
+sees (x, -y), the side view (z, -y).
+"""
+import numpy as np
+
+from data import h36m
+
+import matplotlib  # noqa: E402  (the backend must be chosen before pyplot is imported)
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+
+RIGHT_ARM, RIGHT_LEG, LEFT_ARM, LEFT_LEG = (14, 15, 16), (1, 2, 3), (11, 12, 13), (4, 5, 6)
+LIMB_COLOURS = {"rarm": "#d62728", "rleg": "#ff7f0e", "larm": "#9467bd", "lleg": "#2ca02c",
+                "torso": "#444444", "nose": "#17becf"}
+
+
+def bone_colour(j):
+    """Colour of the bone from joint j to its parent."""
+    if j in RIGHT_ARM:
+        return LIMB_COLOURS["rarm"]
+    if j in RIGHT_LEG:
+        return LIMB_COLOURS["rleg"]
+    if j in LEFT_ARM:
+        return LIMB_COLOURS["larm"]
+    if j in LEFT_LEG:
+        return LIMB_COLOURS["lleg"]
+    return LIMB_COLOURS["torso"]
+
+
+def forward_direction(pose):
+    """Unit forward direction (3,) of a pose (17,3): up x right, with right = (RShoulder - LShoulder)
+    + (RHip - LHip) and up = Thorax - Hip (data.skeleton's body frame: x right, y forward, z up)."""
+    right = (pose[14] - pose[11]) + (pose[1] - pose[4])
+    up = pose[8] - pose[0]
+    f = np.cross(up, right)
+    n = np.linalg.norm(f)
+    return f / n if n > 0 else f
+
+
+def front_view(pose):
+    """(17,3) camera coordinates -> (17,2) as seen by the camera, y up: (x, -y)."""
+    return np.stack([pose[:, 0], -pose[:, 1]], axis=1)
+
+
+def side_view(pose):
+    """(17,3) -> (17,2) seen from the camera's right: (z, -y) (depth to the right, up)."""
+    return np.stack([pose[:, 2], -pose[:, 1]], axis=1)
+
+
+def draw_pose(ax, pose, view=front_view, centre=(0.0, 0.0), scale=1.0, lw=1.5, colour=None, ls="-",
+              nose=True, alpha=1.0, zorder=3, label=None):
+    """Draw a 3-D pose (17,3) in a 2-D view at centre with scale (data units per mm).
+
+    colour None: the limb colours; else one colour for every bone. nose: a cyan segment from the
+    Neck/Nose joint along the forward direction, a third of the thorax-head distance long.
+    """
+    pose = np.asarray(pose, dtype=np.float64)
+    p2 = view(pose) * np.asarray(scale) + np.asarray(centre)
+    for j, parent in enumerate(h36m.PARENTS):
+        if parent < 0:
+            continue
+        ax.plot(p2[[j, parent], 0], p2[[j, parent], 1], ls, color=colour or bone_colour(j), lw=lw,
+                alpha=alpha, zorder=zorder, solid_capstyle="round", label=label if j == 1 else None)
+    if nose:
+        length = 0.6 * np.linalg.norm(pose[10] - pose[8])
+        tip = pose[9] + length * forward_direction(pose)
+        seg = view(np.stack([pose[9], tip])) * np.asarray(scale) + np.asarray(centre)
+        ax.plot(seg[:, 0], seg[:, 1], "-", color=LIMB_COLOURS["nose"] if colour is None else colour,
+                lw=lw * 1.6, alpha=alpha, zorder=zorder + 1, solid_capstyle="round")
+
+
+# ============================================================================ Figure 3
+def figure3(path, sweep, max_result=None, paper_A=None, bank_size=None):
+    """Error versus A: sweep {A: (mpjpe_all_frames, mpjpe_action_mean)}, max_result the same pair
+    for StructNet-Max (drawn at A = 1)."""
+    A = np.array(sorted(sweep))
+    frames = np.array([sweep[a][0] for a in A])
+    actions = np.array([sweep[a][1] for a in A])
+    fig, ax = plt.subplots(figsize=(6.4, 4.4), dpi=120)
+    ax.plot(A, frames, "o-", color="#1f77b4", label="StructNet-Avg(A), mean over frames")
+    ax.plot(A, actions, "s--", color="#ff7f0e", label="StructNet-Avg(A), mean over actions")
+    if max_result is not None:
+        ax.plot([1], [max_result[0]], "k*", ms=11, label="StructNet-Max (A = 1), over frames")
+    for a, v in zip(A, frames):
+        ax.annotate(f"{v:.1f}", (a, v), textcoords="offset points", xytext=(0, 7), ha="center", fontsize=8)
+    if paper_A is not None:
+        ax.axvline(paper_A, color="0.6", lw=1, ls=":")
+        ax.annotate(f"A = {paper_A}", (paper_A, ax.get_ylim()[1]), textcoords="offset points", xytext=(3, -12),
+                    fontsize=8, color="0.4")
+    ax.set_xscale("log")
+    ax.set_xticks(A)
+    ax.set_xticklabels([str(a) for a in A])
+    ax.minorticks_off()
+    ax.margins(x=0.08, y=0.12)
+    ax.set_xlabel("A (number of top-scoring training poses averaged)" +
+                  (f"; bank of {bank_size} poses" if bank_size else ""))
+    ax.set_ylabel("MPJPE (mm)")
+    ax.set_title("Figure 3: pose error of StructNet-Avg(A) versus A")
+    ax.grid(True, which="both", alpha=0.3)
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    fig.savefig(path)
+    plt.close(fig)
+    return path
+
+
+# ============================================================================ Figure 4
+def _grid(xy, grid, lo=1.0, hi=99.0):
+    """Cell index (N, 2) of points xy (N, 2) on a grid x grid partition of their robust range,
+    and the range (x0, x1, y0, y1)."""
+    x0, x1 = np.percentile(xy[:, 0], [lo, hi])
+    y0, y1 = np.percentile(xy[:, 1], [lo, hi])
+    pad_x, pad_y = 0.02 * (x1 - x0 or 1.0), 0.02 * (y1 - y0 or 1.0)
+    x0, x1, y0, y1 = x0 - pad_x, x1 + pad_x, y0 - pad_y, y1 + pad_y
+    cx = np.clip(((xy[:, 0] - x0) / (x1 - x0) * grid).astype(np.int64), 0, grid - 1)
+    cy = np.clip(((xy[:, 1] - y0) / (y1 - y0) * grid).astype(np.int64), 0, grid - 1)
+    return np.stack([cx, cy], axis=1), (x0, x1, y0, y1)
+
+
+def _panel(ax, xy, grid, min_count, images=None, poses=None, image_mask=None, title="", labels=("", ""), ref=None):
+    """Scatter of xy with, in every cell holding at least min_count points, the average image
+    (of the points where image_mask is True) or the average pose of its points. ref: the typical
+    magnitude of the embedding; a spread below 1e-4 of it is flagged as a collapse."""
+    cells, (x0, x1, y0, y1) = _grid(xy, grid)
+    ax.scatter(xy[:, 0], xy[:, 1], s=3, c="0.55", alpha=0.35, lw=0, zorder=1)
+    w, h = (x1 - x0) / grid, (y1 - y0) / grid
+    for i in range(grid):
+        for j in range(grid):
+            inside = (cells[:, 0] == i) & (cells[:, 1] == j)
+            if images is not None and image_mask is not None:
+                inside_img = inside & image_mask
+                if inside_img.sum() < min_count:
+                    inside_img = inside
+            else:
+                inside_img = inside
+            if inside.sum() < min_count:
+                continue
+            cx, cy = x0 + (i + 0.5) * w, y0 + (j + 0.5) * h
+            if images is not None:
+                avg = images[inside_img].mean(axis=0) / 255.0
+                ax.imshow(avg, extent=(cx - 0.46 * w, cx + 0.46 * w, cy - 0.46 * h, cy + 0.46 * h),
+                          aspect="auto", zorder=2, interpolation="bilinear")
+            if poses is not None:
+                avg = poses[inside].mean(axis=0)
+                v = front_view(avg)
+                extent = max(np.ptp(v[:, 0]), np.ptp(v[:, 1]), 1.0)
+                mid = (v.max(axis=0) + v.min(axis=0)) / 2
+                scale = (0.85 * w / extent, 0.85 * h / extent)
+                ax.add_patch(plt.Rectangle((cx - 0.48 * w, cy - 0.48 * h), 0.96 * w, 0.96 * h, fc="white",
+                                           ec="0.8", lw=0.5, alpha=0.85, zorder=2))
+                draw_pose(ax, avg, centre=(cx - mid[0] * scale[0], cy - mid[1] * scale[1]), scale=scale,
+                          lw=1.3, zorder=3)
+            ax.text(cx + 0.46 * w, cy - 0.46 * h, str(int(inside.sum())), fontsize=7, ha="right", va="bottom",
+                    color="0.25", zorder=5)
+    ax.set_xlim(x0, x1)
+    ax.set_ylim(y0, y1)
+    ax.set_box_aspect(1)
+    size = np.abs(xy).mean() if ref is None else ref
+    if np.ptp(xy, axis=0).max() <= 1e-4 * max(size, 1e-12):
+        ax.text(0.5, 0.5, f"(nearly) constant: spread {np.ptp(xy, axis=0).max():.1e}\nthe embedding has collapsed",
+                transform=ax.transAxes, ha="center", va="center", fontsize=12, color="#b00000", zorder=6,
+                bbox={"fc": "white", "ec": "#b00000", "alpha": 0.9})
+    ax.set_title(title, fontsize=11)
+    ax.set_xlabel(labels[0])
+    ax.set_ylabel(labels[1])
+
+
+def pca_axes(x, n=2):
+    """The first n principal directions (n, D) of rows x (N, D) and the mean (D,)."""
+    mu = x.mean(axis=0)
+    _, _, vt = np.linalg.svd(x - mu, full_matrices=False)
+    # a deterministic sign: the largest-magnitude component of each axis is positive
+    signs = np.sign(vt[np.arange(n), np.argmax(np.abs(vt[:n]), axis=1)])
+    return vt[:n] * signs[:, None], mu
+
+
+def figure4(path, f_I, f_J, images, poses, image_mask=None, grid=7, min_count=3):
+    """Figure 4 of the paper on training samples: f_I (N, D) image embeddings, f_J (N, D) the pose
+    embeddings of their ground-truth poses, images (N, S, S, 3) uint8, poses (N, 17, 3) root-relative
+    camera coordinates; image_mask (N,) bool restricts the average images to one subject (the
+    paper's footnote 3).
+
+    (a) the two dimensions of f_I of highest variance; (b) the same two dimensions of f_J;
+    (c) f_I projected on its first two principal components; (d) f_J projected on the same two
+    directions (image and pose share the embedding space, so the axes mean the same in both).
+    """
+    f_I, f_J = np.asarray(f_I, np.float64), np.asarray(f_J, np.float64)
+    var = f_I.var(axis=0)
+    d1, d2 = np.argsort(-var)[:2]
+    axes_pc, mu = pca_axes(f_I)
+    share = np.linalg.svd(f_I - mu, compute_uv=False) ** 2
+    share = share / share.sum()
+    fig, axs = plt.subplots(2, 2, figsize=(15, 15), dpi=100)
+    ref_I, ref_J = np.linalg.norm(f_I, axis=1).mean(), np.linalg.norm(f_J, axis=1).mean()  # typical lengths
+    _panel(axs[0, 0], f_I[:, [d1, d2]], grid, min_count, images=images, image_mask=image_mask,
+           title=f"(a) image embedding: dimensions {d1}, {d2} (highest variance)",
+           labels=(f"f_I[{d1}]", f"f_I[{d2}]"), ref=ref_I)
+    _panel(axs[0, 1], f_J[:, [d1, d2]], grid, min_count, poses=poses,
+           title=f"(b) pose embedding: the same dimensions {d1}, {d2}", labels=(f"f_J[{d1}]", f"f_J[{d2}]"),
+           ref=ref_J)
+    _panel(axs[1, 0], (f_I - mu) @ axes_pc.T, grid, min_count, images=images, image_mask=image_mask,
+           title=f"(c) image embedding: principal components 1, 2 ({100 * share[0]:.0f}%, {100 * share[1]:.0f}% "
+                 "of variance)", labels=("PC 1", "PC 2"), ref=ref_I)
+    _panel(axs[1, 1], (f_J - mu) @ axes_pc.T, grid, min_count, poses=poses,
+           title="(d) pose embedding on the same principal components", labels=("PC 1", "PC 2"), ref=ref_J)
+    fig.suptitle("Figure 4: the learned image-pose embedding over training samples (grey: every sample; "
+                 "insets: average image / pose of each cell, with its count)\n"
+                 "poses as the camera sees them; right arm red, right leg orange, left arm purple, "
+                 "left leg green, cyan: the person's forward direction", fontsize=12)
+    fig.tight_layout(rect=(0, 0, 1, 0.96))
+    fig.savefig(path)
+    plt.close(fig)
+    return path
+
+
+# ============================================================================ skeletons
+def skeleton_figure(path, images, joints2d, gt, preds, titles):
+    """Predicted versus ground-truth skeletons: one row per test image.
+
+    images (n, S, S, 3) uint8; joints2d {"ground truth": (n,17,2), label: (n,17,2), ...} crop pixel
+    coordinates to overlay on the image (same labels as preds); gt (n,17,3) and preds
+    {label: (n,17,3)} root-relative mm for the front (camera) and side views; titles (n,) str.
+    """
+    n = len(images)
+    labels = list(preds)
+    # (line style, colour in the pose plots, colour on the image) per prediction
+    styles = [("--", "black", "white", "white dashed"), (":", "#1f77b4", "#7fd4ff", "light-blue dotted"),
+              ("-.", "#8c564b", "#ffd27f", "yellow dash-dot")]
+    height = 3.5 * n + 1.2
+    fig, axs = plt.subplots(n, 3, figsize=(11, height), dpi=100, squeeze=False)
+    for r in range(n):
+        ax = axs[r, 0]
+        size = images.shape[1]
+        ax.imshow(images[r], extent=(0, size, size, 0))
+        for j, parent in enumerate(h36m.PARENTS):
+            if parent < 0:
+                continue
+            uv = joints2d["ground truth"][r]
+            ax.plot(uv[[j, parent], 0], uv[[j, parent], 1], "-", color=bone_colour(j), lw=2.2)
+            for k, label in enumerate(labels):
+                ls, _, c, _ = styles[k % len(styles)]
+                uv = joints2d[label][r]
+                ax.plot(uv[[j, parent], 0], uv[[j, parent], 1], ls, color=c, lw=1.4)
+        ax.set_xlim(0, size)
+        ax.set_ylim(size, 0)
+        ax.set_title(titles[r], fontsize=9)
+        ax.axis("off")
+        errs = ", ".join(f"{label.replace('StructNet-', '')} "
+                         f"{np.linalg.norm(preds[label][r] - gt[r], axis=-1).mean():.0f}" for label in labels)
+        for c, (view, name) in enumerate(((front_view, "front (camera) view"), (side_view, "side view, depth ->"))):
+            ax = axs[r, c + 1]
+            draw_pose(ax, gt[r], view=view, lw=2.4)
+            for k, label in enumerate(labels):
+                ls, col, _, _ = styles[k % len(styles)]
+                draw_pose(ax, preds[label][r], view=view, lw=1.5, colour=col, ls=ls, nose=False)
+            ax.set_aspect("equal", adjustable="datalim")
+            ax.set_title(name + (f"; MPJPE (mm): {errs}" if c == 0 else ""), fontsize=9)
+            ax.grid(True, alpha=0.3)
+            ax.tick_params(labelsize=7)
+    handles = [plt.Line2D([], [], color=bone_colour(j), lw=2.4) for j in (15, 2, 12, 5)]
+    names = ["truth: right arm", "right leg", "left arm", "left leg"]
+    for k, label in enumerate(labels):
+        ls, col, _, on_image = styles[k % len(styles)]
+        handles.append(plt.Line2D([], [], color=col, ls=ls, lw=1.5))
+        names.append(f"{label} (on the image: {on_image})")
+    fig.legend(handles, names, loc="upper center", ncol=3, fontsize=9, frameon=False,
+               bbox_to_anchor=(0.5, 1 - 0.35 / height))
+    fig.suptitle("Predicted versus ground-truth skeletons (mm, root-relative; on the image the predictions "
+                 "are placed at the true root)", fontsize=11, y=1 - 0.06 / height)
+    fig.tight_layout(rect=(0, 0, 1, 1 - 0.9 / height))
+    fig.savefig(path)
+    plt.close(fig)
+    return path
+
+
+def crop_joints(poses_cam, cameras, boxes, size):
+    """Crop pixel coordinates (n,17,2) of camera-coordinate poses (n,17,3) mm seen by cameras
+    (h36m.Camera, n) through boxes (n,3) = (x0, y0, side) of S x S crops."""
+    out = np.empty(poses_cam.shape[:2] + (2,))
+    for i, (p, cam, b) in enumerate(zip(poses_cam, cameras, boxes)):
+        p = np.array(p, dtype=np.float64)
+        p[:, 2] = np.maximum(p[:, 2], 1.0)  # a joint behind the camera has no projection
+        out[i] = (h36m.project(p, cam) - b[:2]) * (size / b[2])
+    return out

@@ -1,0 +1,236 @@
+"""Evaluation library: aggregation, streaming top-k, bank cache, normaliser check, result objects."""
+import os
+
+import numpy as np
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from data.dataset import ImageStats, PoseNormalizer
+from structlearn import evaluate as E
+from structlearn.inference import average_prefixes, predict_from_bank, top_k_scores
+from structlearn.network import StructNet
+
+from .tiny import TINY
+
+
+# ----------------------------------------------------------------------------- aggregation
+def test_per_action_and_summary_hand_computed():
+    # Walking 1, 2, 3 (mean 2, std sqrt(2/3)); Eating 10: all frames (1+2+3+10)/4 = 4,
+    # mean of actions (2 + 10)/2 = 6.
+    values = [1.0, 10.0, 2.0, 3.0]
+    actions = ["Walking", "Eating", "Walking", "Walking"]
+    s = E.summarize(values, actions)
+    assert list(s["per_action"]) == ["Eating", "Walking"]  # data.h36m.ACTIONS order
+    assert s["per_action"]["Walking"] == pytest.approx({"mean": 2.0, "std": np.sqrt(2 / 3), "n": 3})
+    assert s["per_action"]["Eating"] == {"mean": 10.0, "std": 0.0, "n": 1}
+    assert s["all_frames"] == pytest.approx(4.0)
+    assert s["action_mean"] == pytest.approx(6.0)
+    assert s["all_frames_std"] == pytest.approx(np.std(values))
+    assert s["n"] == 4
+
+
+def test_per_action_rejects_mismatched_shapes():
+    with pytest.raises(ValueError):
+        E.per_action([1.0, 2.0], ["Walking"])
+
+
+def test_evenly_spaced():
+    idx = np.arange(100, 110)
+    np.testing.assert_array_equal(E.evenly_spaced(idx, 0), idx)
+    np.testing.assert_array_equal(E.evenly_spaced(idx, 20), idx)
+    np.testing.assert_array_equal(E.evenly_spaced(idx, 4), [100, 103, 106, 109])
+    np.testing.assert_array_equal(E.evenly_spaced(idx, 1), [100])
+
+
+def test_default_A_and_modes():
+    assert E.default_A(100_000) == 500          # the paper's A
+    assert E.default_A(7200) == 36
+    assert E.default_A(10) == 1
+    assert E.parse_modes("apf,max") == ("max", "apf")
+    assert E.parse_modes("all") == E.MODES
+    with pytest.raises(ValueError, match="unknown mode 'foo'"):
+        E.parse_modes("max,foo")
+    assert E.method_name("apf", 500) == "StructNet-Avg(500)-APF"
+
+
+# ----------------------------------------------------------------------------- top-k
+@given(B=st.integers(1, 6), M=st.integers(1, 300), D=st.integers(1, 9), k=st.integers(1, 320),
+       chunk=st.integers(1, 128), seed=st.integers(0, 2 ** 16))
+def test_top_k_matches_full_sort(B, M, D, k, chunk, seed):
+    rng = np.random.default_rng(seed)
+    f = rng.standard_normal((B, D))
+    bank = rng.standard_normal((M, D))
+    scores, idx = top_k_scores(f, bank, k, chunk=chunk)
+    full = f @ bank.T
+    ref = np.argsort(-full, axis=1, kind="stable")[:, :min(k, M)]
+    assert idx.shape == ref.shape == scores.shape
+    np.testing.assert_array_equal(idx, ref)           # float64, continuous: no ties
+    np.testing.assert_allclose(scores, np.take_along_axis(full, ref, axis=1), rtol=1e-12, atol=1e-12)
+
+
+def test_top_k_best_first_and_late_winners():
+    # the best poses sit in the last chunk: the running threshold must let them in
+    rng = np.random.default_rng(3)
+    f = rng.standard_normal((4, 8))
+    bank = rng.standard_normal((1000, 8))
+    bank[990:] = 5 * f[0]
+    scores, idx = top_k_scores(f, bank, 12, chunk=64)
+    assert set(range(990, 1000)) <= set(idx[0].tolist())
+    assert np.all(np.diff(scores, axis=1) <= 0)
+
+
+class _Recording(np.ndarray):
+    """A bank that records the number of rows of every slice taken from it."""
+    sizes = []
+
+    def __getitem__(self, item):
+        out = super().__getitem__(item)
+        if isinstance(item, slice):
+            _Recording.sizes.append(len(np.arange(len(self))[item]))
+        return np.asarray(out)
+
+
+def test_top_k_streams_in_chunks():
+    rng = np.random.default_rng(0)
+    bank = rng.standard_normal((1000, 5)).view(_Recording)
+    _Recording.sizes = []
+    top_k_scores(rng.standard_normal((3, 5)), bank, 50, chunk=128)
+    assert _Recording.sizes and max(_Recording.sizes) <= 128 and sum(_Recording.sizes) == 1000
+
+
+def test_top_k_rejects_bad_k():
+    with pytest.raises(ValueError):
+        top_k_scores(np.ones((1, 2)), np.ones((3, 2)), 0)
+
+
+def test_average_prefixes_matches_predict_from_bank():
+    rng = np.random.default_rng(1)
+    bank = rng.standard_normal((40, 17, 3)).astype(np.float32)
+    top = np.stack([rng.permutation(40)[:25] for _ in range(6)])
+    out = average_prefixes(top, bank, [1, 7, 25, 30])
+    for a in (1, 7, 25):
+        np.testing.assert_allclose(out[a], predict_from_bank(top, bank, a), atol=1e-5)
+    np.testing.assert_allclose(out[30], out[25])  # clipped to the 25 available
+
+
+# ----------------------------------------------------------------------------- bank cache
+def _tiny_model(tmp_path, rng):
+    net = StructNet(TINY)
+    params = net.init_params(rng, np.float32)
+    poses = rng.normal(0, 300, (50, 17, 3)).astype(np.float32)
+    poses -= poses[:, :1]
+    normalizer = PoseNormalizer.fit(poses)
+    stats = ImageStats(np.full(3, 100.0), np.eye(3) * 400)
+    model = E.LoadedModel(str(tmp_path / "model.npz"), "structnet", net, params, {}, normalizer, stats)
+    return model, poses
+
+
+def test_bank_cache_reused_and_invalidated(tmp_path):
+    rng = np.random.default_rng(0)
+    model, poses = _tiny_model(tmp_path, rng)
+    rows = np.arange(len(poses))
+    cache = tmp_path / "model.bank.npz"
+    b1 = E.load_or_build_bank(model, poses, rows)
+    assert b1.source == "computed" and cache.exists()
+    assert E.bank_cache_path(model.path) == str(cache)
+    b2 = E.load_or_build_bank(model, poses, rows)
+    assert b2.source == "cache"
+    np.testing.assert_array_equal(b1.emb, b2.emb)
+
+    # a parameter outside the pose branch does not change the embeddings: cache still valid
+    model.params["h4.W"] = model.params["h4.W"] + 1
+    assert E.load_or_build_bank(model, poses, rows).source == "cache"
+
+    # a pose-branch parameter does: recomputed, and the new values are right
+    model.params["h6.b"] = model.params["h6.b"] + 1
+    b3 = E.load_or_build_bank(model, poses, rows)
+    assert b3.source == "computed" and b3.fingerprint != b1.fingerprint
+    assert not np.allclose(b3.emb, b1.emb)
+    assert E.load_or_build_bank(model, poses, rows).source == "cache"
+
+    # other bank poses (another data file) and another normaliser invalidate it too
+    assert E.load_or_build_bank(model, poses[:-1], rows[:-1]).source == "computed"
+    model.normalizer = PoseNormalizer(model.normalizer.offset, model.normalizer.scale * 2)
+    assert E.load_or_build_bank(model, poses[:-1], rows[:-1]).source == "computed"
+
+    # a corrupt cache is replaced, not trusted
+    cache.write_bytes(b"not an npz")
+    assert E.load_or_build_bank(model, poses, rows).source == "computed"
+    assert E.load_or_build_bank(model, poses, rows).source == "cache"
+
+
+def test_bank_no_cache_writes_nothing(tmp_path):
+    model, poses = _tiny_model(tmp_path, np.random.default_rng(1))
+    b = E.load_or_build_bank(model, poses, np.arange(len(poses)), cache=False)
+    assert b.source == "computed" and not os.path.exists(E.bank_cache_path(model.path))
+
+
+# ----------------------------------------------------------------------------- data checks
+def test_check_normalizer():
+    rng = np.random.default_rng(2)
+    poses = rng.normal(0, 300, (200, 17, 3))
+    poses -= poses[:, :1]
+    norm = PoseNormalizer.fit(poses)
+    E.check_normalizer(norm, poses, "d.h5", "m.npz")                    # its own data
+    E.check_normalizer(norm, 1.1 * poses, "d.h5", "m.npz")              # similar data
+    with pytest.raises(E.EvalError, match="disagree"):
+        E.check_normalizer(norm, poses / 1000, "d.h5", "m.npz")         # metres
+    with pytest.raises(E.EvalError, match="disagree"):
+        E.check_normalizer(norm, poses * 5, "d.h5", "m.npz")
+
+
+def test_resolve_run(tmp_path):
+    with pytest.raises(E.EvalError, match="no such run directory"):
+        E.resolve_run(tmp_path / "absent")
+    (tmp_path / "run").mkdir()
+    (tmp_path / "run" / "log.jsonl").write_text("")
+    with pytest.raises(E.EvalError, match="no model.npz"):
+        E.resolve_run(tmp_path / "run")
+    (tmp_path / "run" / "model.npz").write_bytes(b"")
+    assert E.resolve_run(tmp_path / "run") == (str(tmp_path / "run" / "model.npz"), None)
+    (tmp_path / "run" / "pretrain_model.npz").write_bytes(b"")
+    assert E.resolve_run(tmp_path / "run" / "model.npz")[1] == str(tmp_path / "run" / "pretrain_model.npz")
+
+
+# ----------------------------------------------------------------------------- results and tables
+def _output():
+    out = E.EvalOutput(rows=np.arange(4), subjects=np.array(["S9"] * 4, dtype=object),
+                       actions=np.array(["Walking", "Walking", "Walking", "Eating"], dtype=object), A=2)
+    out.mpjpe = {"max": np.array([1.0, 2.0, 3.0, 10.0]), "avg": np.array([1.0, 1.0, 1.0, 1.0])}
+    out.pmpjpe = {"max": np.array([0.5, 0.5, 0.5, 0.5]), "avg": np.array([0.25, 0.25, 0.25, 0.25])}
+    out.sweep = {5: {"mpjpe": np.full(4, 7.0), "pmpjpe": np.full(4, 3.0)}}
+    return out
+
+
+def test_mode_results_schema():
+    res = E.mode_results(_output(), ("max", "avg"), ["S9"], {"bank_poses": 9})
+    assert [(r["mode"], r["A"], r["sweep"]) for r in res] == [("max", 1, False), ("avg", 2, False), ("avg", 5, True)]
+    r = res[0]
+    assert r["method"] == "StructNet-Max" and r["in_paper"] and r["subjects"] == ["S9"]
+    assert r["mpjpe"]["Walking"] == {"mean": 2.0, "std": pytest.approx(np.sqrt(2 / 3)), "n": 3}
+    assert r["mpjpe_all_frames"] == 4.0 and r["mpjpe_action_mean"] == 6.0
+    assert r["pmpjpe_all_frames"] == 0.5 and r["n_frames"] == 4 and r["context"] == {"bank_poses": 9}
+    assert res[2]["mpjpe_all_frames"] == 7.0
+
+
+def test_format_table_columns_and_overall_rows():
+    res = E.mode_results(_output(), ("max", "avg"), ["S9"])[:2]
+    text = E.format_table(res, "mpjpe", "T")
+    lines = text.splitlines()
+    assert lines[0] == "T"
+    assert "Max" in lines[2] and "Avg(2)" in lines[2]
+    walking = next(line for line in lines if line.startswith("Walking"))
+    assert walking.split()[1] == "3" and "2.00 (  0.8)" in walking and "1.00 (  0.0)" in walking
+    frames = next(line for line in lines if line.startswith("All (frames)"))
+    actions = next(line for line in lines if line.startswith("All (actions)"))
+    assert "4.00" in frames and "6.00" in actions and "1.00" in frames
+
+
+def test_skeleton_rows_alternate_subjects():
+    rows = np.arange(12)
+    subjects = np.array(["S9"] * 6 + ["S11"] * 6, dtype=object)
+    actions = np.array(["Walking", "Eating", "Sitting"] * 4, dtype=object)
+    picked = E._skeleton_rows(rows, subjects, actions, n=2)
+    meta = [(subjects[r], actions[r]) for r in picked]
+    assert meta == [("S9", "Eating"), ("S11", "Walking")]

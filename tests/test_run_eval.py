@@ -1,0 +1,288 @@
+"""run_eval.py end to end on a tiny dataset with randomly initialised tiny models, and its
+answers to bad input (one line on stderr, non-zero exit, no traceback)."""
+import json
+import os
+import shutil
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+import run_eval
+from data.dataset import BatchLoader, ImageStats, PoseDataset, PoseNormalizer, root_relative
+from data.metrics import mpjpe
+from nn import backend
+from structlearn.checkpoint import load_checkpoint, save_checkpoint
+from structlearn.config import TrainConfig
+from structlearn.inference import image_outputs, pose_embeddings
+from structlearn.model import load_model, save_model
+from structlearn.network import MultiTaskNet, NetConfig, StructNet
+from tests.data.conftest import write_tiny_dataset
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+# 128x128 images downsampled by 4 and centre-cropped to 20x20
+NET = NetConfig(input_size=20, downsample=4, convs=((3, 2), (3, 3), (2, 2)), hidden=8, embed=6, dropout=0.5,
+                detect_grid=2)
+FAST_APF = ["--apf-particles", "8", "--apf-layers", "2"]
+
+
+def make_run(run_dir, data, subjects=("S1",), pretrain=True, normalizer=None, seed=0):
+    ds = PoseDataset(data)
+    idx = ds.select(subjects=list(subjects))
+    normalizer = normalizer or PoseNormalizer.fit(root_relative(ds.poses(idx)))
+    stats = ImageStats.for_subjects(ds, subjects)
+    ds.close()
+    cfg = TrainConfig(data=str(data), subjects=tuple(subjects))
+    extra = {"subjects": list(subjects), "data": str(data)}
+    rng = np.random.default_rng(seed)
+    os.makedirs(run_dir, exist_ok=True)
+    save_model(os.path.join(run_dir, "model.npz"), StructNet(NET).init_params(rng), "structnet", NET, normalizer,
+               stats, cfg, extra)
+    if pretrain:
+        save_model(os.path.join(run_dir, "pretrain_model.npz"), MultiTaskNet(NET).init_params(rng), "multitask",
+                   NET, normalizer, stats, cfg, extra)
+    return str(run_dir)
+
+
+@pytest.fixture(scope="module")
+def setup(tmp_path_factory):
+    root = tmp_path_factory.mktemp("eval")
+    data = write_tiny_dataset(root / "tiny.h5", n_per=6, subjects=("S1", "S9"), actions=("Walking", "Eating"))
+    run = make_run(root / "run", data)
+    return root, data, run
+
+
+def call(argv, capsys):
+    """run_eval.main in-process: (exit code, stdout, stderr); argparse errors give code 2."""
+    try:
+        code = run_eval.main([str(a) for a in argv])
+    except SystemExit as e:
+        code = e.code
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+def one_line_error(code, err, expected, want_code=1):
+    assert code == want_code, err
+    lines = [line for line in err.splitlines() if line.strip()]
+    assert "Traceback" not in err
+    assert expected in lines[-1], lines
+    if want_code == 1:
+        assert len(lines) == 1 and lines[0].startswith("run_eval.py: error:"), lines
+
+
+# ----------------------------------------------------------------------------- end to end
+def test_end_to_end_json_schema_and_values(setup, capsys, tmp_path):
+    root, data, run = setup
+    out_json, topk = tmp_path / "r.json", tmp_path / "topk.npz"
+    code, out, err = call(["--run", run, "--subjects", "S9", "--mode", "all", "--A", "3", "--sweep-A", "1,2,5",
+                           "--json", out_json, "--export-topk", "4", topk, "--train-images", "10", "--batch-size",
+                           "7", "--no-progress", *FAST_APF], capsys)
+    assert code == 0, err
+    assert "Table 1" in out and "P-MPJPE" in out and "All (frames)" in out and "All (actions)" in out
+    assert "training-set alignment" in out
+    res = json.loads(out_json.read_text())
+    assert isinstance(res, list)
+    main = [r for r in res if not r["sweep"]]
+    assert [r["mode"] for r in main] == ["max", "avg", "apf", "ik", "pred", "hml"]
+    assert [r["A"] for r in main] == [1, 3, 3, 3, None, None]
+    assert [(r["mode"], r["A"]) for r in res if r["sweep"]] == [("avg", 1), ("avg", 2), ("avg", 5)]
+    for r in res:
+        assert r["subjects"] == ["S9"]
+        assert set(r["mpjpe"]) == {"Walking", "Eating"} == set(r["pmpjpe"])
+        assert sum(v["n"] for v in r["mpjpe"].values()) == r["n_frames"] == 24
+        for v in r["mpjpe"].values():
+            assert set(v) == {"mean", "std", "n"} and v["mean"] > 0 and v["std"] >= 0
+        for key in ("mpjpe_all_frames", "mpjpe_action_mean", "pmpjpe_all_frames", "pmpjpe_action_mean"):
+            assert isinstance(r[key], float) and r[key] > 0
+        assert r["pmpjpe_all_frames"] <= r["mpjpe_all_frames"] + 1e-9
+        frames = sum(v["mean"] * v["n"] for v in r["mpjpe"].values()) / r["n_frames"]
+        assert r["mpjpe_all_frames"] == pytest.approx(frames)
+        assert r["mpjpe_action_mean"] == pytest.approx(np.mean([v["mean"] for v in r["mpjpe"].values()]))
+    by = {r["mode"]: r for r in main}
+    assert by["ik"]["in_paper"] is False and by["apf"]["in_paper"] is True
+    sweep = {r["A"]: r for r in res if r["sweep"]}
+    assert sweep[1]["mpjpe_all_frames"] == pytest.approx(by["max"]["mpjpe_all_frames"])
+    assert res[0]["context"]["bank_poses"] == 24
+    assert 1 <= res[0]["context"]["distinct_top1"] <= 24
+
+    # the numbers, recomputed without the streaming code: full score matrix, full sort
+    net, params, meta = load_model(os.path.join(run, "model.npz"))
+    ds = PoseDataset(data)
+    norm, stats = PoseNormalizer.from_dict(meta["normalizer"]), ImageStats.from_dict(meta["image_stats"])
+    bank_rows = ds.select(subjects=["S1"])
+    bank = root_relative(ds.poses(bank_rows))
+    test_rows = ds.select(subjects=["S9"])
+    batch = next(BatchLoader(ds, test_rows, 100, train=False, stats=stats, crop=20, downsample=4).epoch(0))
+    f_I, f_P = image_outputs(net, params, batch.images)
+    scores = f_I @ pose_embeddings(net, params, norm.normalize(bank)).T
+    order = np.argsort(-scores, axis=1)
+    assert by["max"]["mpjpe_all_frames"] == pytest.approx(mpjpe(bank[order[:, 0]], batch.poses).mean(), rel=1e-5)
+    avg3 = bank[order[:, :3]].mean(axis=1)
+    assert by["avg"]["mpjpe_all_frames"] == pytest.approx(mpjpe(avg3, batch.poses).mean(), rel=1e-5)
+    assert by["pred"]["mpjpe_all_frames"] == pytest.approx(mpjpe(norm.denormalize(f_P), batch.poses).mean(), rel=1e-5)
+    mean_pose = np.broadcast_to(bank.mean(axis=0), batch.poses.shape)
+    assert res[0]["context"]["mean_pose_mpjpe"] == pytest.approx(mpjpe(mean_pose, batch.poses).mean(), rel=1e-5)
+    walking = batch.index[ds.metadata(batch.index)["action"] == "Walking"]
+    e = mpjpe(bank[order[:, 0]], batch.poses)[np.isin(batch.index, walking)]
+    assert by["max"]["mpjpe"]["Walking"]["mean"] == pytest.approx(e.mean(), rel=1e-5)
+    assert by["max"]["mpjpe"]["Walking"]["std"] == pytest.approx(e.std(), rel=1e-4)
+
+    # multiple hypotheses
+    z = np.load(topk)
+    assert z["poses"].shape == (24, 4, 17, 3) and z["scores"].shape == (24, 4)
+    assert np.all(np.diff(z["scores"], axis=1) <= 0)
+    np.testing.assert_array_equal(z["rows"], test_rows)
+    np.testing.assert_allclose(z["scores"][:, 0], scores.max(axis=1), rtol=1e-5)
+    np.testing.assert_allclose(z["poses"], root_relative(ds.poses(z["bank_rows"].ravel())).reshape(24, 4, 17, 3),
+                               atol=1e-4)
+    assert set(z["subject"]) == {"S9"} and set(z["action"]) == {"Walking", "Eating"}
+    assert os.path.exists(os.path.join(run, "model.bank.npz"))
+    ds.close()
+
+
+def test_batch_size_does_not_change_results(setup, capsys, tmp_path):
+    _, _, run = setup
+    results = []
+    for bs in (5, 256):
+        path = tmp_path / f"r{bs}.json"
+        code, _, err = call(["--run", run, "--subjects", "S9", "--mode", "max,avg,apf", "--A", "2", "--json", path,
+                             "--batch-size", bs, "--train-images", "0", "--no-progress", *FAST_APF], capsys)
+        assert code == 0, err
+        results.append(json.loads(path.read_text()))
+    for a, b in zip(*results):
+        assert a["mpjpe_all_frames"] == pytest.approx(b["mpjpe_all_frames"], rel=1e-6)
+
+
+def test_default_modes_skip_hml_without_pretrain(tmp_path, capsys):
+    data = write_tiny_dataset(tmp_path / "d.h5", n_per=2)
+    run = make_run(tmp_path / "run", data, pretrain=False)
+    path = tmp_path / "r.json"
+    code, out, err = call(["--run", run, "--subjects", "S9", "--json", path, "--train-images", "0", "--max-images",
+                           "5", "--no-progress", *FAST_APF], capsys)
+    assert code == 0, err
+    assert "DconvMP-HML (hml) skipped" in out
+    res = json.loads(path.read_text())
+    assert [r["mode"] for r in res] == ["max", "avg", "apf", "ik", "pred"]
+    assert res[0]["n_frames"] == 5                     # --max-images
+    assert res[1]["A"] == 1                            # default A: 0.5% of 8 bank poses, at least 1
+
+
+def test_figures(setup, capsys, tmp_path):
+    _, _, run = setup
+    code, out, err = call(["--run", run, "--subjects", "S9", "--mode", "max,avg", "--A", "2", "--sweep-A", "1,2,4",
+                           "--figures", tmp_path / "figs", "--train-images", "24", "--no-progress"], capsys)
+    assert code == 0, err
+    for name in ("fig3_error_vs_A.png", "fig4_embedding.png", "skeletons.png"):
+        path = tmp_path / "figs" / name
+        assert path.exists() and path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+# ----------------------------------------------------------------------------- bad input
+def test_missing_run_directory_subprocess(tmp_path):
+    # the real script, as a user runs it: exit status and stderr
+    proc = subprocess.run([sys.executable, os.path.join(ROOT, "run_eval.py"), "--run", str(tmp_path / "nope")],
+                          capture_output=True, text=True, cwd=tmp_path)
+    assert proc.returncode == 1
+    assert proc.stderr.strip().count("\n") == 0 and "Traceback" not in proc.stderr
+    assert "no such run directory" in proc.stderr
+
+
+def test_run_without_model(tmp_path, capsys):
+    (tmp_path / "run").mkdir()
+    (tmp_path / "run" / "checkpoint.npz").write_bytes(b"")
+    one_line_error(*call(["--run", tmp_path / "run"], capsys)[::2], "no model.npz")
+
+
+def test_corrupt_model(tmp_path, capsys):
+    (tmp_path / "run").mkdir()
+    (tmp_path / "run" / "model.npz").write_bytes(b"garbage")
+    one_line_error(*call(["--run", tmp_path / "run"], capsys)[::2], "unreadable")
+
+
+def test_model_and_data_disagree_normaliser(setup, tmp_path, capsys):
+    _, data, _ = setup
+    wrong = PoseNormalizer(np.zeros(51), np.full(51, 1e5))     # as if trained on poses in other units
+    run = make_run(tmp_path / "run", data, pretrain=False, normalizer=wrong)
+    one_line_error(*call(["--run", run, "--subjects", "S9"], capsys)[::2], "disagree")
+
+
+def test_model_and_data_disagree_joint_count(setup, tmp_path, capsys):
+    _, data, run = setup
+    params, state, _ = load_checkpoint(os.path.join(run, "model.npz"))
+    state["normalizer"] = {"offset": [0.0] * 48, "scale": [1.0] * 48}   # a 16-joint model
+    (tmp_path / "run").mkdir()
+    save_checkpoint(tmp_path / "run" / "model.npz", params, state)
+    one_line_error(*call(["--run", tmp_path / "run", "--subjects", "S9"], capsys)[::2], "16 joints")
+
+
+def test_dangling_latest_link(tmp_path, capsys):
+    os.symlink(tmp_path / "removed-run", tmp_path / "latest")
+    one_line_error(*call(["--run", tmp_path / "latest"], capsys)[::2], "dangling link")
+
+
+@pytest.mark.skipif(backend.available, reason="a GPU is present")
+def test_gpu_unavailable(setup, capsys):
+    _, _, run = setup
+    one_line_error(*call(["--run", run, "--subjects", "S9", "--device", "gpu"], capsys)[::2], "GPU path is unavailable")
+
+
+def test_missing_data_file(setup, tmp_path, capsys):
+    _, _, run = setup
+    one_line_error(*call(["--run", run, "--data", tmp_path / "absent.h5"], capsys)[::2], "no such data file")
+
+
+def test_hml_without_pretrain(setup, tmp_path, capsys):
+    _, data, _ = setup
+    run = make_run(tmp_path / "run", data, pretrain=False)
+    one_line_error(*call(["--run", run, "--subjects", "S9", "--mode", "hml"], capsys)[::2], "pretrain_model.npz")
+
+
+def test_subject_not_in_file(setup, capsys):
+    _, _, run = setup
+    one_line_error(*call(["--run", run, "--subjects", "S11"], capsys)[::2], "no subject S11")
+
+
+def test_action_not_in_file(setup, capsys):
+    _, _, run = setup
+    one_line_error(*call(["--run", run, "--subjects", "S9", "--actions", "Sitting"], capsys)[::2], "no action")
+
+
+@pytest.mark.parametrize("argv, expected", [
+    (["--mode", "max,fancy"], "unknown mode 'fancy'"),
+    (["--subjects", "S3"], "unknown subject 'S3'"),
+    (["--actions", "Dancing"], "unknown action 'Dancing'"),
+    (["--A", "0"], "--A: expected a positive integer"),
+    (["--sweep-A", "1,x"], "positive integer"),
+    (["--export-topk", "0", "f.npz"], "K must be a positive integer"),
+    (["--apf-stages", "legs"], "stages"),
+    (["--device", "tpu"], "invalid choice"),
+])
+def test_bad_arguments_exit_2(argv, expected, capsys):
+    code, _, err = call(argv, capsys)
+    one_line_error(code, err, expected, want_code=2)
+
+
+def test_stale_bank_cache_after_retraining(setup, tmp_path, capsys):
+    # a run directory whose model is replaced by another (same shapes) must not reuse the cache
+    _, data, run = setup
+    run2 = tmp_path / "run"
+    shutil.copytree(run, run2)
+    first = tmp_path / "a.json"
+    code, _, err = call(["--run", run2, "--subjects", "S9", "--mode", "max", "--json", first, "--train-images", "0",
+                         "--no-progress"], capsys)
+    assert code == 0, err
+    make_run(run2, data, pretrain=False, seed=1)          # "retrained": new parameters, old cache beside
+    second = tmp_path / "b.json"
+    code, out, err = call(["--run", run2, "--subjects", "S9", "--mode", "max", "--json", second,
+                           "--train-images", "0", "--no-progress"], capsys)
+    assert code == 0, err
+    assert "embeddings computed" in out
+    # the reference: the same model evaluated without any cache
+    third = tmp_path / "c.json"
+    code, out, err = call(["--run", run2, "--subjects", "S9", "--mode", "max", "--json", third, "--no-cache",
+                           "--train-images", "0", "--no-progress"], capsys)
+    assert code == 0, err
+    b, c = json.loads(second.read_text())[0], json.loads(third.read_text())[0]
+    assert b["mpjpe_all_frames"] == c["mpjpe_all_frames"]
