@@ -49,6 +49,7 @@ def build_parser():
     g.add_argument("--pretrain-batch-size", type=int, default=D.pretrain_batch_size, help="(default: %(default)s)")
     g.add_argument("--pretrain-lr", type=float, default=D.pretrain_lr, help="SGD learning rate, x0.1 for the last quarter (default: %(default)s)")
     g.add_argument("--pretrain-momentum", type=float, default=D.pretrain_momentum, help="(default: %(default)s)")
+    g.add_argument("--pretrain-dropout", type=float, default=D.pretrain_dropout, help="dropout rate of the pre-training network (default: %(default)s)")
     g.add_argument("--detect-weight", type=float, default=D.detect_weight, help="weight of the joint-detection task (default: %(default)s)")
     g = p.add_argument_group("max-margin training (Algorithm 1)")
     g.add_argument("--epochs", type=int, default=D.epochs, help="(default: %(default)s)")
@@ -61,7 +62,11 @@ def build_parser():
     g.add_argument("--ls-min", type=float, default=D.ls_min, help="smallest line-search step (default: %(default)s)")
     g.add_argument("--ls-max", type=float, default=D.ls_max, help="largest line-search step (default: %(default)s)")
     g.add_argument("--ls-points", type=int, default=D.ls_points, help="log-spaced grid points (default: %(default)s)")
+    g.add_argument("--ls-reselect", action="store_true", help="re-select the most-violated poses among the batch's "
+                   "candidates at every trial step of the line search (eq. 12's cost depends on theta through y_hat)")
     g.add_argument("--noise-std", type=float, default=D.noise_std, help="PCA colour-noise std (default: %(default)s)")
+    g.add_argument("--init-trunk", action="store_true", help="also initialise h1-h3 and g7 from the pre-trained "
+                   "network (the paper initialises the convolutions only)")
     g.add_argument("--train-convs", action="store_true", help="also train the convolutions (the paper fixes them)")
     return p
 

@@ -21,7 +21,7 @@ Two algorithms compute the same thing:
 """
 import numpy as np
 
-from . import backend
+from . import backend, parallel
 from .init import init_weight
 from .layer import Layer
 
@@ -105,6 +105,18 @@ def good_fft_size(n):
         if r == 1:
             return m
         m += 1
+
+
+def spectral_matmul(a, b):
+    """Per-frequency matrix products a[f] @ b[f] (stacked over axis 0). On NumPy the frequencies
+    are split over our threads, each with single-threaded BLAS (see nn.parallel)."""
+    xp = backend.get_array_module(a)
+    if xp is not np:
+        return xp.matmul(a, b)
+    out = np.empty((a.shape[0], a.shape[1], b.shape[2]), dtype=np.result_type(a, b))
+    with parallel.single_threaded_blas():
+        parallel.for_blocks(lambda f: np.matmul(a[f], b[f], out=out[f]), a.shape[0], out.size)
+    return out
 
 
 def _row_blocks(out_h, bytes_per_row, budget):
@@ -226,14 +238,15 @@ class Conv2D(Layer):
         nfreq = size[0] * (size[1] // 2 + 1)
         # weights to (kh, kw, in_c, out_c), transformed once per call: (F0, F1r, in_c, out_c)
         Wf = fft.rfft2(W.transpose(2, 3, 1, 0), s=size, axes=(0, 1), **kw).reshape(nfreq, c, self.out_c)
+        Wf_conj = Wf.conj()
         y = xp.empty((out_h, out_w, n, self.out_c), dtype=x.dtype)
         spectra = []
         item_bytes = nfreq * (c + self.out_c) * 2 * x.itemsize
         for blk in _batch_blocks(n, item_bytes, SPECTRUM_BUDGET_BYTES):
             X = fft.rfft2(xpad[:, :, blk], s=size, axes=(0, 1), **kw).reshape(nfreq, -1, c)
-            Y = xp.matmul(X, Wf.conj())  # correlation theorem: Y = X * conj(W), summed over in_c
+            Y = spectral_matmul(X, Wf_conj)  # correlation theorem: Y = X * conj(W), summed over in_c
             yb = fft.irfft2(Y.reshape(size[0], -1, Y.shape[1], self.out_c), s=size, axes=(0, 1), **kw)
-            xp.add(yb[:out_h, :out_w], b, out=y[:, :, blk])
+            parallel.for_blocks(lambda r: xp.add(yb[r, :out_w], b, out=y[r, :, blk]), out_h, y.size, xp)
             spectra.append(X)
         cache = {"algorithm": "fft", "spectra": spectra, "Wf": Wf, "size": size,
                  "pad_shape": xpad.shape, "in_shape": x.shape}
@@ -246,17 +259,18 @@ class Conv2D(Layer):
         hp, wp, n, c = cache["pad_shape"]
         nfreq = Wf.shape[0]
         gWf = xp.zeros((nfreq, c, self.out_c), dtype=Wf.dtype)
+        Wf_t = Wf.transpose(0, 2, 1)
         gxpad = xp.empty((hp, wp, n, c), dtype=gy.dtype) if need_gx else None
         start = 0
         for X in cache["spectra"]:
             blk = slice(start, start + X.shape[1])
             start = blk.stop
             GY = fft.rfft2(gy[:, :, blk], s=size, axes=(0, 1), **kw).reshape(nfreq, -1, self.out_c)
-            gWf += xp.matmul(X.transpose(0, 2, 1), GY.conj())  # gW = corr(x, gy), summed over n
+            gWf += spectral_matmul(X.transpose(0, 2, 1), GY.conj())  # gW = corr(x, gy), summed over n
             if need_gx:
-                GX = xp.matmul(GY, Wf.transpose(0, 2, 1))     # gx = conv(gy, W), summed over out_c
+                GX = spectral_matmul(GY, Wf_t)                       # gx = conv(gy, W), summed over out_c
                 gxb = fft.irfft2(GX.reshape(size[0], -1, GX.shape[1], c), s=size, axes=(0, 1), **kw)
-                gxpad[:, :, blk] = gxb[:hp, :wp]
+                parallel.for_blocks(lambda r: xp.copyto(gxpad[r, :, blk], gxb[r, :wp]), hp, gxpad.size, xp)
         gW = fft.irfft2(gWf.reshape(size[0], -1, c, self.out_c), s=size, axes=(0, 1), **kw)
         gW = xp.ascontiguousarray(gW[:self.kh, :self.kw].transpose(3, 2, 0, 1)).astype(gy.dtype, copy=False)
         gx = None

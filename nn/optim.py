@@ -3,14 +3,15 @@ convergence", Sec. 4) with an explicit step size chosen per mini-batch by a line
 from . import backend
 
 
-def weight_decay(params, alpha, names=None):
+def weight_decay(params, alpha, names=None, need_grads=True):
     """alpha * sum_j ||W_j||_F^2 over the weight matrices (eq. 12) and its gradient {W_j: 2 alpha W_j}."""
     names = params.weight_names if names is None else names
     cost, grads = 0.0, {}
     for k in names:
         W = params[k]
         cost += float(alpha * (W * W).sum())
-        grads[k] = 2.0 * alpha * W
+        if need_grads:
+            grads[k] = 2.0 * alpha * W
     return cost, grads
 
 

@@ -8,7 +8,7 @@ Backward keeps only the argmax index of each window (uint8, 0..k*k-1), never rec
 """
 import numpy as np
 
-from . import backend
+from . import backend, parallel
 from .layer import Layer
 
 
@@ -24,11 +24,16 @@ class MaxPool2D(Layer):
     def forward(self, params, x):
         """x (H, W, N, C) -> y (H//k, W//k, N, C)."""
         self._check_input(x, 4, "an HWNC input (H, W, N, C)")
+        xp = backend.get_array_module(x)
         k = self.k
         out_h, out_w = self.output_shape(x.shape[0], x.shape[1])
-        windows = x[:out_h * k, :out_w * k].reshape(out_h, k, out_w, k, *x.shape[2:])
-        values = [windows[:, a, :, b] for a in range(k) for b in range(k)]  # row-major order
-        y, idx = _tournament_argmax(values)
+        y = xp.empty((out_h, out_w) + x.shape[2:], dtype=x.dtype)
+        idx = xp.empty(y.shape, dtype=np.uint8)
+
+        def rows(r):  # output rows r: independent, so blocks of them run on separate threads
+            windows = x[k * r.start:k * r.stop, :out_w * k].reshape(r.stop - r.start, k, out_w, k, *x.shape[2:])
+            y[r], idx[r] = _tournament_argmax([windows[:, a, :, b] for a in range(k) for b in range(k)])
+        parallel.for_blocks(rows, out_h, y.size, xp)
         return y, {"idx": idx, "in_shape": x.shape}
 
     def backward(self, params, cache, gy):
@@ -39,10 +44,13 @@ class MaxPool2D(Layer):
         gx = xp.empty(cache["in_shape"], dtype=gy.dtype)
         gx[out_h * k:] = 0  # the dropped border of odd sizes
         gx[:, out_w * k:] = 0
-        windows = gx[:out_h * k, :out_w * k].reshape(out_h, k, out_w, k, *gx.shape[2:])
-        for a in range(k):
-            for b in range(k):
-                xp.multiply(gy, idx == a * k + b, out=windows[:, a, :, b])
+
+        def rows(r):
+            windows = gx[k * r.start:k * r.stop, :out_w * k].reshape(r.stop - r.start, k, out_w, k, *gx.shape[2:])
+            for a in range(k):
+                for b in range(k):
+                    xp.multiply(gy[r], idx[r] == a * k + b, out=windows[:, a, :, b])
+        parallel.for_blocks(rows, out_h, gx.size, xp)
         return gx, {}
 
 
@@ -53,19 +61,24 @@ def _tournament_argmax(values):
     Pairwise rounds touch each element about twice, against k*k times for a sequential scan.
     """
     xp = backend.get_array_module(values[0])
-    ids = [np.uint8(t) for t in range(len(values))]
+    ids = list(range(len(values)))  # Python ints until a comparison makes them arrays
     while len(values) > 1:
         next_values, next_ids = [], []
         for a in range(0, len(values) - 1, 2):
             right_wins = values[a + 1] > values[a]
             next_values.append(xp.maximum(values[a], values[a + 1]))
-            next_ids.append(xp.where(right_wins, ids[a + 1], ids[a]).astype(np.uint8, copy=False))
+            ia, ib = ids[a], ids[a + 1]
+            if isinstance(ia, int) and isinstance(ib, int):  # first round: ia + (ib - ia) * right_wins
+                chosen = right_wins.view(np.uint8) * np.uint8(ib - ia)
+                chosen += np.uint8(ia)
+            else:
+                chosen = xp.where(right_wins, ib, ia).astype(np.uint8, copy=False)
+            next_ids.append(chosen)
         if len(values) % 2:
             next_values.append(values[-1])
             next_ids.append(ids[-1])
         values, ids = next_values, next_ids
     y, idx = values[0], ids[0]
-    if isinstance(idx, np.uint8):  # a 1x1 window
-        idx = xp.zeros(y.shape, dtype=np.uint8)
-        y = y.copy()
+    if isinstance(idx, int):  # a 1x1 window
+        return y.copy(), xp.zeros(y.shape, dtype=np.uint8)
     return y, idx

@@ -53,6 +53,7 @@ class TrainConfig:
                                        # cost depends on theta through y_hat, footnote 1) instead of keeping D fixed
     noise_std: float = 0.1             # PCA colour noise (Sec. 5.1)
     train_convs: bool = False          # the paper fixes the convolutions in this stage
+    init_trunk: bool = False           # also start h1-h3 and g7 from the pre-trained network (the paper: convolutions only)
 
     def __post_init__(self):
         self.subjects = tuple(self.subjects)

@@ -73,3 +73,26 @@ def structnet_cost_from_images(net, params, images, y_n, yhat_n, delta, masks, l
     if need_grads:
         add_grads(grads, net.convs.backward(params, c_conv, *g_feat))
     return parts, grads
+
+
+def max_margin_cost(net, params, f2, f3, y_n, cand_n, margins, masks, lam, alpha, decay_names):
+    """The cost of eq. 12 with y_hat re-selected among the candidates at `params` (no gradients).
+
+    eq. 12's cost depends on theta through y_hat(x, y, theta) (eq. 7 and footnote 1); this
+    evaluates it over the candidate set of the mini-batch in one pass:
+        hinge_i = max(0, max_c [<f_I(x_i), f_J(y_c)> + Delta_ic] - <f_I(x_i), f_J(y_i)>)
+    cand_n (C, 51) normalised candidates; margins (B, C) = Delta(y_i, y_c), fixed for the batch.
+    Equals structnet_cost(...).total with y_hat the argmax of eq. 7 (tested).
+    """
+    xp = backend.get_array_module(f2)
+    B = y_n.shape[0]
+    f_I, f_P, _ = net.image.forward(params, f2, f3, masks)
+    f_J, _ = net.pose.forward(params, xp.concatenate([y_n, cand_n]))
+    s_y = (f_I * f_J[:B]).sum(axis=1)
+    best = (f_I @ f_J[B:].T + margins).max(axis=1)
+    hinge = xp.maximum(0, best - s_y)
+    diff = f_P - y_n
+    decay, _ = weight_decay(params, alpha, decay_names, need_grads=False)
+    hinge_mean = float(hinge.mean())
+    aux = float(lam * (diff * diff).sum() / B)
+    return CostParts(hinge_mean + aux + decay, hinge_mean, aux, decay, float((hinge > 0).mean()))

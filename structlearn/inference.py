@@ -129,8 +129,3 @@ def average_prefixes(top_idx, bank_mm, As):
 def to_host(x):
     return backend.to_numpy(x)
 
-
-def align_statistic(pred_mm, gt_mm, threshold=30.0):
-    """Share of poses whose MPJPE to the ground truth is within `threshold` mm (Sec. 6: 97%)."""
-    err = np.linalg.norm(pred_mm - gt_mm, axis=-1).mean(axis=-1)
-    return float((err <= threshold).mean())

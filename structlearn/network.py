@@ -18,7 +18,7 @@ inside (-1, 1) on the training set, so the same vector is the tanh target of eq.
 Figure 1's layer sizes are not in the text; PRESETS["paper"] uses conv1 9x9x32, conv2 5x5x32,
 conv3 5x5x64, 2x2 pooling, 112x112 inputs and 1024-unit fully connected layers (the sizes of the
 project's PyTorch peer). PRESETS["cpu"] is a smaller network on 56x56 inputs (the 128x128 crops
-downsampled by 2) that trains in minutes on two cores.
+downsampled by 2) that trains in minutes on two cores; PRESETS["tiny"] is for tests.
 """
 from dataclasses import asdict, dataclass, replace
 
@@ -67,6 +67,9 @@ PRESETS = {
     "paper": NetConfig(),
     "cpu": NetConfig(input_size=56, downsample=2, convs=((5, 16), (5, 32), (3, 32)), hidden=256, embed=256,
                      detect_grid=7),
+    # for tests and smoke runs: 32x32 images (downsampled by 4), cropped to 28x28
+    "tiny": NetConfig(input_size=28, downsample=4, convs=((5, 8), (3, 8), (3, 8)), hidden=32, embed=32,
+                      detect_grid=4),
 }
 
 

@@ -5,22 +5,25 @@ from data.metrics import pairwise_mpjpe
 from nn import backend
 
 
-def most_violated(f_I, cand_emb, y_mm, cand_mm, margin_scale=1.0):
+def candidate_margins(y_mm, cand_mm, margin_scale=1.0):
+    """Delta(y_i, y_c) = margin_scale * MPJPE (eq. 8) of every example against every candidate:
+    y_mm (B, 17, 3) and cand_mm (C, 17, 3) root-relative in mm -> (B, C)."""
+    return margin_scale * pairwise_mpjpe(y_mm, cand_mm)
+
+
+def most_violated(f_I, cand_emb, margins):
     """argmax over candidates of <f_I(x), f_J(y')> + Delta(y, y') for each example (eq. 7).
 
-    f_I: (B, D) image embeddings; cand_emb: (C, D) candidate pose embeddings; y_mm: (B, 17, 3)
-    root-relative ground truth in mm; cand_mm: (C, 17, 3). The term -f_S(x, y) of eq. 7 is constant
-    per example and does not change the argmax.
-    Returns (index (B,) into the candidates, margin Delta (B,) of the chosen pose, the maximum
-    of score + margin (B,)).
+    f_I: (B, D) image embeddings; cand_emb: (C, D) candidate pose embeddings; margins: (B, C)
+    from candidate_margins. The term -f_S(x, y) of eq. 7 is constant per example and does not
+    change the argmax. Returns (index (B,) into the candidates, the chosen margins (B,), the
+    maximum of score + margin (B,)).
     """
     xp = backend.get_array_module(f_I)
-    if f_I.shape[1] != cand_emb.shape[1] or cand_emb.shape[0] != cand_mm.shape[0] or y_mm.shape[0] != f_I.shape[0]:
+    if f_I.shape[1] != cand_emb.shape[1] or margins.shape != (f_I.shape[0], cand_emb.shape[0]):
         raise ValueError(f"most_violated: shapes disagree: f_I {tuple(f_I.shape)}, candidates {tuple(cand_emb.shape)}, "
-                         f"ground truth {tuple(y_mm.shape)}, candidate poses {tuple(cand_mm.shape)}")
-    values = f_I @ cand_emb.T                                   # (B, C) scores, one GEMM
-    margins = margin_scale * pairwise_mpjpe(y_mm, cand_mm)      # (B, C) in mm (eq. 8)
-    values += margins.astype(values.dtype, copy=False)
+                         f"margins {tuple(margins.shape)}")
+    values = f_I @ cand_emb.T + margins                         # (B, C): one GEMM and an add
     idx = values.argmax(axis=1)
     rows = xp.arange(idx.shape[0])
     return idx, margins[rows, idx], values[rows, idx]

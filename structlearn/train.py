@@ -32,16 +32,16 @@ from nn.optim import sgd_step
 
 from .checkpoint import load_checkpoint, save_checkpoint
 from .config import STAGES, TrainConfig
-from .cost import structnet_cost, structnet_cost_from_images
-from .inference import align_statistic, image_outputs, pose_embeddings, predict_from_bank, top_k_scores
+from .cost import max_margin_cost, structnet_cost, structnet_cost_from_images
 from .linesearch import grid_line_search, step_grid
 from .model import load_model, save_model
 from .network import PRESETS, MultiTaskNet, StructNet
 from .pretrain import detection_cells, momentum_step, multitask_cost
-from .search import WorkingSet, most_violated, sample_candidates
+from .search import WorkingSet, candidate_margins, most_violated, sample_candidates
 
 STAGE_IDS = {"pretrain": 1, "structnet": 2}
 MAX_SKIPPED_IN_A_ROW = 20
+TRUNK_NAMES = ["h1.W", "h1.b", "h2.W", "h2.b", "h3.W", "h3.b", "g7.W", "g7.b"]  # shared with MultiTaskNet
 
 
 class TrainingError(RuntimeError):
@@ -262,7 +262,8 @@ class Trainer:
             _, pretrained, meta = load_model(str(path))
             if meta["net"]["convs"] != self.net_cfg.to_dict()["convs"] or meta["net"]["input_size"] != self.net_cfg.input_size:
                 raise TrainingError(f"{path} was pre-trained with another network preset")
-        for k in net.conv_names:
+        names = net.conv_names + (TRUNK_NAMES if self.cfg.init_trunk else [])
+        for k in names:
             params[k] = pretrained[k].copy()
         return params
 
@@ -298,41 +299,41 @@ class Trainer:
                 rng = np.random.default_rng([cfg.seed, STAGE_IDS["structnet"], epoch, b])
                 cand = sample_candidates(rng, len(self.bank_mm), cfg.candidates, ws.most_frequent(cfg.frequent))
                 images, y_mm = self._dev(batch.images), self._dev(batch.poses)
+                y_n, cand_n = self._dev(self.normalizer.normalize(batch.poses)), bank_n[cand]
+                margins = candidate_margins(y_mm, bank_mm[cand], cfg.margin_scale).astype(y_n.dtype)
                 (f2, f3), _ = net.convs.forward(params, images)
                 masks = net.image.make_masks(rng, len(images), net.convs.d2, net.convs.d3, images.dtype, xp)
+
+                def features(p):  # the convolutions are fixed unless --train-convs
+                    return net.convs.forward(p, images)[0] if cfg.train_convs else (f2, f3)
+
                 # stage 1: the most-violated pose of each example among the candidates (eq. 7)
-                y_n = self._dev(self.normalizer.normalize(batch.poses))
-
-                def select(p):
-                    f_I, _, _ = net.image.forward(p, f2, f3, masks)
-                    cand_emb, _ = net.pose.forward(p, bank_n[cand])
-                    v, delta, _ = most_violated(f_I, cand_emb, y_mm, bank_mm[cand], cfg.margin_scale)
-                    chosen = cand[backend.to_numpy(v)]
-                    return chosen, bank_n[chosen], delta.astype(f_I.dtype)
-
-                chosen, yhat_n, delta = select(params)
+                f_I, _, _ = net.image.forward(params, f2, f3, masks)
+                v, delta, _ = most_violated(f_I, net.pose.forward(params, cand_n)[0], margins)
+                chosen = cand[backend.to_numpy(v)]
                 ws.add(chosen)
+                yhat_n = bank_n[chosen]
                 t1 = time.perf_counter()
 
-                # stage 2: gradient of the cost on the extended data, line search, SGD step
-                def cost(p, need_grads, yhat_n=yhat_n, delta=delta):
-                    if cfg.train_convs:
-                        return structnet_cost_from_images(net, p, images, y_n, yhat_n, delta, masks, cfg.lam,
-                                                          cfg.alpha, decay_names, need_grads)
-                    parts_, grads_, _ = structnet_cost(net, p, f2, f3, y_n, yhat_n, delta, masks, cfg.lam,
-                                                       cfg.alpha, decay_names, need_grads)
-                    return parts_, grads_
+                # stage 2: gradient on the extended data D = {(x, y, y_hat)}, line search, SGD step
+                if cfg.train_convs:
+                    parts, grads = structnet_cost_from_images(net, params, images, y_n, yhat_n, delta, masks,
+                                                              cfg.lam, cfg.alpha, decay_names)
+                else:
+                    parts, grads, _ = structnet_cost(net, params, f2, f3, y_n, yhat_n, delta, masks, cfg.lam,
+                                                     cfg.alpha, decay_names)
+                grads = {k: grads[k] for k in trainable}
+                t2 = time.perf_counter()
 
                 def trial_cost(step):
                     p = params.moved(grads, -step)
-                    if cfg.ls_reselect:
-                        _, yhat_s, delta_s = select(p)
-                        return cost(p, False, yhat_s, delta_s)[0].total
-                    return cost(p, False)[0].total
+                    g2, g3 = features(p)
+                    if cfg.ls_reselect:  # eq. 12 at theta - step * g, y_hat re-selected among the candidates
+                        return max_margin_cost(net, p, g2, g3, y_n, cand_n, margins, masks, cfg.lam, cfg.alpha,
+                                               decay_names).total
+                    return structnet_cost(net, p, g2, g3, y_n, yhat_n, delta, masks, cfg.lam, cfg.alpha,
+                                          decay_names, need_grads=False)[0].total
 
-                parts, grads = cost(params, True)
-                grads = {k: grads[k] for k in trainable}
-                t2 = time.perf_counter()
                 step, costs = grid_line_search(trial_cost, steps)
                 t3 = time.perf_counter()
                 if step is None:
@@ -375,24 +376,18 @@ class Trainer:
 
     # ------------------------------------------------------------------ end of training
     def summarize(self, max_images=2000):
-        """Training-set alignment (Sec. 6): share of max-score poses within 30 mm of the truth."""
-        net, params, _ = load_model(str(self.out / "model.npz"))
-        params = params.to(self.cfg.device)
-        pick = self.idx[np.linspace(0, len(self.idx) - 1, min(max_images, len(self.idx))).astype(np.int64)]
-        loader = self._loader(256, train=False, idx=pick)
-        bank_emb = pose_embeddings(net, params, self.bank_n)
-        preds, gts = [], []
-        for batch in loader.epoch(0):
-            f_I, _ = image_outputs(net, params, self._dev(batch.images))
-            _, top = top_k_scores(f_I, bank_emb, 1)
-            preds.append(predict_from_bank(backend.to_numpy(top), self.bank_mm, 1))
-            gts.append(batch.poses)
-        share = align_statistic(np.concatenate(preds), np.concatenate(gts))
-        summary = {"train_alignment_30mm": share, "images": int(len(pick)), "bank_poses": int(len(self.bank_mm))}
+        """Training-set alignment (Sec. 6): share of max-score poses within 30 mm of the truth
+        (computed by the evaluator, which also caches the pose bank's embeddings for run_eval)."""
+        from .evaluate import Evaluator
+        ev = Evaluator(self.out, data=self.data_path, device=self.cfg.device, log=self.say)
+        res = ev.alignment(max_images=max_images, progress=self.cfg.progress)
+        summary = {"train_alignment_30mm": res["share_30mm"], "images": res["images"],
+                   "median_mm": res["median_mm"], "bank_poses": int(len(self.bank_mm))}
         with open(self.out / "summary.json", "w") as f:
             json.dump(summary, f, indent=1)
-        self.say(f"training-set alignment: {100 * share:.1f}% of {len(pick)} training images have their max-score "
-                 f"pose within 30 mm MPJPE of the ground truth (paper: 97%)")
+        self.say(f"training-set alignment: {100 * res['share_30mm']:.1f}% of {res['images']} training images have "
+                 f"their max-score pose within 30 mm MPJPE of the ground truth (paper: 97%); median "
+                 f"{res['median_mm']:.1f} mm")
         return summary
 
 

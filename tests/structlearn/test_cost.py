@@ -88,3 +88,20 @@ def test_shape_mismatch_is_named():
     (f2, f3), _ = net.convs.forward(params, images)
     with pytest.raises(ValueError, match="batch shapes disagree"):
         structnet_cost(net, params, f2, f3, y_n, yhat_n[:-1], delta, masks, 1.0, 0.0, [])
+
+
+def test_max_margin_cost_equals_cost_at_most_violated_pose():
+    from structlearn.cost import max_margin_cost
+    from structlearn.search import candidate_margins, most_violated
+    net, params, images, y_n, _, _, masks = _setup("2layer", seed=5)
+    rng = np.random.default_rng(5)
+    (f2, f3), _ = net.convs.forward(params, images)
+    cand_n = rng.uniform(-0.8, 0.8, (9, 51))
+    y_mm, cand_mm = rng.normal(0, 200, (len(y_n), 17, 3)), rng.normal(0, 200, (9, 17, 3))
+    margins = candidate_margins(y_mm, cand_mm, 0.01)
+    f_I, _, _ = net.image.forward(params, f2, f3, masks)
+    v, delta, _ = most_violated(f_I, net.pose.forward(params, cand_n)[0], margins)
+    parts, _, _ = structnet_cost(net, params, f2, f3, y_n, cand_n[v], delta, masks, 0.5, 1e-3, net.decayed(params),
+                                 need_grads=False)
+    whole = max_margin_cost(net, params, f2, f3, y_n, cand_n, margins, masks, 0.5, 1e-3, net.decayed(params))
+    assert np.isclose(whole.total, parts.total) and np.isclose(whole.hinge, parts.hinge)

@@ -5,7 +5,7 @@ import pytest
 from hypothesis import given, strategies as st
 
 from structlearn.linesearch import grid_line_search, step_grid
-from structlearn.search import WorkingSet, most_violated, sample_candidates
+from structlearn.search import WorkingSet, candidate_margins, most_violated, sample_candidates
 
 
 @given(B=st.integers(1, 6), C=st.integers(1, 30), D=st.integers(1, 8), scale=st.sampled_from([0.0, 0.01, 1.0]),
@@ -16,7 +16,7 @@ def test_most_violated_matches_brute_force(B, C, D, scale, seed):
     emb = rng.standard_normal((C, D))
     y = rng.standard_normal((B, 17, 3)) * 100
     cand = rng.standard_normal((C, 17, 3)) * 100
-    idx, margin, value = most_violated(f_I, emb, y, cand, scale)
+    idx, margin, value = most_violated(f_I, emb, candidate_margins(y, cand, scale))
     for i in range(B):
         best, best_c, best_m = -np.inf, None, None
         for c in range(C):
@@ -30,7 +30,7 @@ def test_most_violated_matches_brute_force(B, C, D, scale, seed):
 
 def test_most_violated_shape_error():
     with pytest.raises(ValueError, match="shapes disagree"):
-        most_violated(np.zeros((2, 4)), np.zeros((3, 5)), np.zeros((2, 17, 3)), np.zeros((3, 17, 3)))
+        most_violated(np.zeros((2, 4)), np.zeros((3, 5)), np.zeros((2, 3)))
 
 
 @given(picks=st.lists(st.integers(0, 19), max_size=60), k=st.integers(0, 12))

@@ -1,0 +1,98 @@
+"""End-to-end training on a tiny synthetic dataset: learning happens, and resume is exact."""
+import json
+
+import numpy as np
+import pytest
+
+from data import synth
+from data.dataset import PoseDataset, root_relative
+from structlearn.config import TrainConfig
+from structlearn.evaluate import Evaluator
+from structlearn.model import load_model
+from structlearn.train import Trainer, TrainingError, train
+
+SUBJECTS, ACTIONS = ("S1", "S5", "S9"), ("Walking", "Sitting", "Greeting")
+
+
+@pytest.fixture(scope="module")
+def tiny_data(tmp_path_factory):
+    d = tmp_path_factory.mktemp("train")
+    path = synth.generate(str(d / "tiny.h5"), scale=4 / synth.FRAMES_PER_SEQUENCE, seed=1, workers=1,
+                          subjects=SUBJECTS, actions=ACTIONS, progress=False)
+    return d, path
+
+
+def _cfg(path, out, **kw):
+    base = dict(data=path, out=str(out), preset="tiny", subjects=("S1", "S5"), progress=False,
+                pretrain_epochs=2, pretrain_batch_size=16, epochs=2, batch_size=32, candidates=60, frequent=5,
+                checkpoint_every=3, ls_reselect=True)
+    base.update(kw)
+    return TrainConfig(**base)
+
+
+def _log(out):
+    rows = [json.loads(line) for line in open(out / "log.jsonl")]
+    for r in rows:
+        r.pop("seconds", None), [r.pop(k) for k in list(r) if k.startswith("seconds_")]
+    return rows
+
+
+def test_training_lowers_cost_and_mpjpe(tiny_data):
+    d, path = tiny_data
+    quiet = dict(log=lambda *a: None)
+    # the starting point: pre-training, then StructNet with 0 max-margin epochs
+    start = d / "start"
+    train(_cfg(path, start, pretrain_epochs=4, epochs=0), **quiet)
+    out = d / "learn"
+    cfg = _cfg(path, out, stage="structnet", pretrained=str(start / "pretrain_model.npz"), epochs=20,
+               candidates=100, dropout=0.0, margin_scale=0.1)
+    train(cfg, **quiet)
+    mm = [r for r in _log(out) if r["stage"] == "structnet"]
+    per_epoch = [np.mean([r["cost"] for r in mm if r["epoch"] == e]) for e in range(cfg.epochs)]
+    assert per_epoch[-1] < 0.9 * per_epoch[0], per_epoch
+
+    # training-set MPJPE of StructNet-Max: lower than at the start and than the mean pose
+    def train_mpjpe(run):
+        return Evaluator(run, data=path, cache=False, **quiet).alignment(progress=False)["mean_mm"]
+    before, after = train_mpjpe(start), train_mpjpe(out)
+    ds = PoseDataset(path)
+    bank = root_relative(ds.poses(ds.select(subjects=["S1", "S5"])))
+    mean_pose = np.linalg.norm(bank - bank.mean(0), axis=-1).mean()
+    assert after < 0.8 * before and after < mean_pose, (after, before, mean_pose)
+
+
+def test_resume_equals_uninterrupted(tiny_data):
+    d, path = tiny_data
+    straight = d / "straight"
+    train(_cfg(path, straight), log=lambda *a: None)
+    pieces = d / "pieces"
+    n_pre = len([r for r in _log(straight) if r["stage"] == "pretrain"])
+    train(_cfg(path, pieces, stop_after=4), log=lambda *a: None)                   # stops inside pre-training
+    train(_cfg(path, pieces, stop_after=n_pre - 4 + 2, resume=True), log=lambda *a: None)  # inside Algorithm 1
+    assert not (pieces / "model.npz").exists()
+    train(_cfg(path, pieces, resume=True), log=lambda *a: None)
+    a, _, _ = load_model(str(straight / "model.npz"))[1], None, None
+    b = load_model(str(pieces / "model.npz"))[1]
+    for k in a:
+        np.testing.assert_array_equal(a[k], b[k], err_msg=k)
+    assert _log(straight) == _log(pieces)
+
+
+def test_resume_rejects_another_configuration(tiny_data):
+    d, path = tiny_data
+    out = d / "other"
+    train(_cfg(path, out, stop_after=2), log=lambda *a: None)
+    with pytest.raises(TrainingError, match=r"another configuration \(lam: checkpoint 1.0, now 0.5"):
+        Trainer(_cfg(path, out, lam=0.5, resume=True))
+    with pytest.raises(TrainingError, match="already holds a run"):
+        Trainer(_cfg(path, out))
+    with pytest.raises(TrainingError, match="no checkpoint"):
+        Trainer(_cfg(path, d / "empty", resume=True))
+
+
+def test_bad_settings_are_one_line_errors(tiny_data):
+    d, path = tiny_data
+    for kw, match in [(dict(subjects=("S2",)), "S2"), (dict(candidates=0), "candidates"),
+                      (dict(ls_min=1.0, ls_max=0.1), "line-search"), (dict(stage="both"), "--stage")]:
+        with pytest.raises((TrainingError, ValueError), match=match):
+            Trainer(_cfg(path, d / "bad", **kw))
