@@ -62,11 +62,10 @@ def build_parser():
     g.add_argument("--ls-min", type=float, default=D.ls_min, help="smallest line-search step (default: %(default)s)")
     g.add_argument("--ls-max", type=float, default=D.ls_max, help="largest line-search step (default: %(default)s)")
     g.add_argument("--ls-points", type=int, default=D.ls_points, help="log-spaced grid points (default: %(default)s)")
-    g.add_argument("--ls-reselect", action="store_true", help="re-select the most-violated poses among the batch's "
-                   "candidates at every trial step of the line search (eq. 12's cost depends on theta through y_hat)")
+    g.add_argument("--ls-fixed", dest="ls_reselect", action="store_false", help="line search on the fixed extended "
+                   "data D (y_hat kept); the default re-selects y_hat among the batch's candidates at every trial "
+                   "step, since eq. 12's cost depends on theta through y_hat (the fixed variant diverged in our runs)")
     g.add_argument("--noise-std", type=float, default=D.noise_std, help="PCA colour-noise std (default: %(default)s)")
-    g.add_argument("--init-trunk", action="store_true", help="also initialise h1-h3 and g7 from the pre-trained "
-                   "network (the paper initialises the convolutions only)")
     g.add_argument("--train-convs", action="store_true", help="also train the convolutions (the paper fixes them)")
     return p
 

@@ -412,6 +412,17 @@ class PoseDataset:
         image covers x0 + [j, j+1) * side / S, y0 + [i, i+1) * side / S."""
         return self._box[self._index(idx)].copy()
 
+    def crop_joints(self, idx=None):
+        """float32 (n,17,2) 2-D joints (x, y) in the stored S x S crops' pixel units: each pose
+        projected by its camera (with distortion), minus the box corner, scaled by S / side."""
+        rows = self._index(idx)
+        poses, boxes, cams = self._poses[rows], self._box[rows], self._meta["camera"][rows]
+        out = np.empty(poses.shape[:2] + (2,), dtype=np.float32)
+        for cid in np.unique(cams):
+            sel = cams == cid
+            out[sel] = h36m.project_to_crop(poses[sel], self.cameras[cid], boxes[sel], self.image_size)
+        return out
+
     def read_images(self, idx, chunk=256):
         """uint8 (n,S,S,3) images of rows idx, in idx order. Reads sorted blocks of at most `chunk`."""
         idx = self._index(idx)
@@ -600,9 +611,10 @@ class ImageStats:
 
 
 # ============================================================================ batch loader
-Batch = namedtuple("Batch", ["images", "poses", "index"])
+Batch = namedtuple("Batch", ["images", "poses", "index", "joints2d"])
 Batch.__doc__ = """images float32 (B,3,crop,crop) NCHW; poses float32 (B,17,3) root-relative mm;
-index int64 (B,) file rows."""
+index int64 (B,) file rows; joints2d float32 (B,17,2) the joints' (x, y) in the served crop's
+pixels (for the joint-detection task of the pre-training)."""
 
 
 def downsample_images(images, factor):
@@ -654,6 +666,7 @@ class BatchLoader:
         if self.train and len(self.idx) < self.batch_size:
             raise ValueError(f"BatchLoader: {len(self.idx)} training rows make no full batch of {batch_size}")
         self.poses = root_relative(dataset.poses(self.idx)).astype(np.float32)
+        self.joints2d = dataset.crop_joints(self.idx) / np.float32(self.downsample)
         s = dataset.image_size
         nbytes = len(self.idx) * s * s * 3
         if preload == "auto":
@@ -696,8 +709,9 @@ class BatchLoader:
             out[i] = images[i, oy[i]:oy[i] + c, ox[i]:ox[i] + c]
         out += (shift - self.stats.mean).astype(np.float32)[:, None, None, :]
         out *= np.float32(1.0 / self.stats.scale)
+        joints2d = self.joints2d[positions] - np.stack([ox, oy], axis=1)[:, None, :].astype(np.float32)
         return Batch(np.ascontiguousarray(out.transpose(0, 3, 1, 2)), self.poses[positions].copy(),
-                     self.idx[positions].copy())
+                     self.idx[positions].copy(), joints2d)
 
     def epoch(self, epoch, start_batch=0):
         """Iterator over the batches start_batch..n_batches-1 of `epoch`."""

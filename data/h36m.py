@@ -330,6 +330,14 @@ def pixel_rays(pixels, camera):
     return np.concatenate([xy, np.ones(xy.shape[:-1] + (1,))], axis=-1)
 
 
+def project_to_crop(poses, camera, boxes, size):
+    """Joints (n,17,3) in camera mm -> (x, y) (n,17,2) in the pixels of S x S crops with boxes
+    (n,3) = (x0, y0, side) in full-image pixels (see square_box)."""
+    boxes = np.asarray(boxes, dtype=np.float64)
+    uv = project(poses, camera)
+    return (uv - boxes[:, None, :2]) * (size / boxes[:, None, 2:3])
+
+
 def square_box(points_2d, margin=0.2, min_size=32.0):
     """Square crop box (x0, y0, size) around 2D points (...,N,2) in pixels, as (...,3) floats.
 

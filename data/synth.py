@@ -255,14 +255,6 @@ def ensure_synthetic(path=None, scale=1.0, seed=0, workers=None, progress=True):
 
 
 # ============================================================================ preview
-def crop_coordinates(poses, cameras, boxes, size=IMAGE_SIZE):
-    """2D joints (n,17,2) in crop pixels of poses (n,17,3) seen by cameras (n,) with boxes (n,3)."""
-    out = np.empty(poses.shape[:2] + (2,))
-    for i, (pose, cam, b) in enumerate(zip(poses, cameras, boxes)):
-        out[i] = (h36m.project(pose, cam) - b[:2]) * (size / b[2])
-    return out
-
-
 def preview(png_path, data=None, seed=0, n_rows=5, n_cols=9):
     """Write a grid of samples with their projected ground-truth skeletons (left blue, right red).
 
@@ -296,7 +288,7 @@ def preview(png_path, data=None, seed=0, n_rows=5, n_cols=9):
             cams.append(r["camera"][j])
             labels.append(f"{subject} {action} {r['camera'][j][:2]}")
         images, poses, boxes = np.array(images), np.array(poses), np.array(boxes)
-    uv = crop_coordinates(poses, cams, boxes)
+    uv = [h36m.project_to_crop(p[None], c, b[None], IMAGE_SIZE)[0] for p, c, b in zip(poses, cams, boxes)]
     fig, axes = plt.subplots(n_rows, n_cols, figsize=(n_cols * 2.0, n_rows * 2.15))
     for ax in axes.ravel():
         ax.axis("off")

@@ -107,6 +107,23 @@ def good_fft_size(n):
         m += 1
 
 
+def padded_for_fft(x, size):
+    """x (h, w, ...) zero-padded to (size[0], size[1], ...) for the FFT, copied on all cores
+    (scipy's own padding is a single-threaded copy; x itself when no padding is needed)."""
+    xp = backend.get_array_module(x)
+    h, w = x.shape[:2]
+    if (h, w) == tuple(size):
+        return x
+    out = xp.empty(tuple(size) + x.shape[2:], dtype=x.dtype)
+    out[h:] = 0
+
+    def rows(r):
+        out[r, :w] = x[r]
+        out[r, w:] = 0
+    parallel.for_blocks(rows, h, out.size, xp)
+    return out
+
+
 def spectral_matmul(a, b):
     """Per-frequency matrix products a[f] @ b[f] (stacked over axis 0). On NumPy the frequencies
     are split over our threads, each with single-threaded BLAS (see nn.parallel)."""
@@ -243,7 +260,7 @@ class Conv2D(Layer):
         spectra = []
         item_bytes = nfreq * (c + self.out_c) * 2 * x.itemsize
         for blk in _batch_blocks(n, item_bytes, SPECTRUM_BUDGET_BYTES):
-            X = fft.rfft2(xpad[:, :, blk], s=size, axes=(0, 1), **kw).reshape(nfreq, -1, c)
+            X = fft.rfft2(padded_for_fft(xpad[:, :, blk], size), axes=(0, 1), **kw).reshape(nfreq, -1, c)
             Y = spectral_matmul(X, Wf_conj)  # correlation theorem: Y = X * conj(W), summed over in_c
             yb = fft.irfft2(Y.reshape(size[0], -1, Y.shape[1], self.out_c), s=size, axes=(0, 1), **kw)
             parallel.for_blocks(lambda r: xp.add(yb[r, :out_w], b, out=y[r, :, blk]), out_h, y.size, xp)
@@ -265,8 +282,10 @@ class Conv2D(Layer):
         for X in cache["spectra"]:
             blk = slice(start, start + X.shape[1])
             start = blk.stop
-            GY = fft.rfft2(gy[:, :, blk], s=size, axes=(0, 1), **kw).reshape(nfreq, -1, self.out_c)
-            gWf += spectral_matmul(X.transpose(0, 2, 1), GY.conj())  # gW = corr(x, gy), summed over n
+            GY = fft.rfft2(padded_for_fft(gy[:, :, blk], size), axes=(0, 1), **kw).reshape(nfreq, -1, self.out_c)
+            # gW = corr(x, gy) summed over n: X^T conj(GY) = conj(conj(X)^T GY), conjugating the
+            # small factors instead of copying the large GY
+            gWf += spectral_matmul(X.conj().transpose(0, 2, 1), GY).conj()
             if need_gx:
                 GX = spectral_matmul(GY, Wf_t)                       # gx = conv(gy, W), summed over out_c
                 gxb = fft.irfft2(GX.reshape(size[0], -1, GX.shape[1], c), s=size, axes=(0, 1), **kw)

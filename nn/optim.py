@@ -9,7 +9,7 @@ def weight_decay(params, alpha, names=None, need_grads=True):
     cost, grads = 0.0, {}
     for k in names:
         W = params[k]
-        cost += float(alpha * (W * W).sum())
+        cost += float(alpha * backend.get_array_module(W).vdot(W, W))  # no temporary of W's size
         if need_grads:
             grads[k] = 2.0 * alpha * W
     return cost, grads

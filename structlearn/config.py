@@ -32,28 +32,27 @@ class TrainConfig:
     pose_embedding: str = "2layer"     # Table 3: raw, random1, 1layer, 2layer
     dropout: float = 0.75
     # pre-training (reference [18]: pose regression + joint detection)
-    pretrain_epochs: int = 8
+    pretrain_epochs: int = 12
     pretrain_batch_size: int = 64
     pretrain_lr: float = 0.003
     pretrain_momentum: float = 0.9
     detect_weight: float = 1.0
     pretrain_dropout: float = 0.0      # dropout of the pre-training network (the paper's 0.75 is for StructNet)
     # Algorithm 1
-    epochs: int = 6
+    epochs: int = 24
     batch_size: int = 128
     candidates: int = 2000             # C
     frequent: int = 10                 # K
     lam: float = 1.0                   # lambda, weight of the auxiliary pose prediction (eq. 12)
     alpha: float = 1e-4                # weight decay (eq. 12)
-    margin_scale: float = 1.0          # Delta = margin_scale * MPJPE in mm (eq. 8)
+    margin_scale: float = 0.1          # Delta = margin_scale * MPJPE in mm (eq. 8): 0.1 = centimetres
     ls_min: float = 1e-7               # line-search grid (Sec. 5.3: [1e-7, 1e2])
     ls_max: float = 1e2
     ls_points: int = 10
-    ls_reselect: bool = False          # re-select y_hat among the candidates at every trial step (eq. 12's
+    ls_reselect: bool = True           # re-select y_hat among the candidates at every trial step (eq. 12's
                                        # cost depends on theta through y_hat, footnote 1) instead of keeping D fixed
     noise_std: float = 0.1             # PCA colour noise (Sec. 5.1)
     train_convs: bool = False          # the paper fixes the convolutions in this stage
-    init_trunk: bool = False           # also start h1-h3 and g7 from the pre-trained network (the paper: convolutions only)
 
     def __post_init__(self):
         self.subjects = tuple(self.subjects)

@@ -96,3 +96,84 @@ def max_margin_cost(net, params, f2, f3, y_n, cand_n, margins, masks, lam, alpha
     hinge_mean = float(hinge.mean())
     aux = float(lam * (diff * diff).sum() / B)
     return CostParts(hinge_mean + aux + decay, hinge_mean, aux, decay, float((hinge > 0).mean()))
+
+
+class StepCost:
+    """cost(theta - s * g) of the line search, for many steps s, exactly and without re-running
+    the layers whose input does not change with s (Sec. 4's line search is the hot path of stage 2).
+
+    h1 and h2 see the (frozen, masked) conv features and h5 sees the poses, all fixed, so their
+    pre-activations are affine in s: z(s) = (x W + b) - s (x gW + gb), computed once. The weight
+    decay is quadratic in s: alpha ||W - s gW||^2 = alpha (W.W - 2 s W.gW + s^2 gW.gW). The other
+    layers (h3, h4, g7, h6) are evaluated at theta - s g as usual.
+
+    reselect=True: the cost of eq. 12 with y_hat re-selected among the candidates cand_n (C, 51)
+    with margins (B, C) (as max_margin_cost); reselect=False: the cost of the fixed extended data,
+    cand_n = y_hat (B, 51) and margins = Delta (B,) (as structnet_cost). Tested equal to both.
+    """
+
+    def __init__(self, net, params, grads, f2, f3, y_n, cand_n, margins, masks, lam, alpha, decay_names,
+                 reselect=True):
+        xp = backend.get_array_module(f2)
+        self.net, self.params, self.grads = net, params, grads
+        self.y_n, self.margins, self.lam, self.reselect = y_n, margins, lam, reselect
+        img = net.image
+        a = f2 if masks is None else f2 * masks["drop1"]
+        b = f3 if masks is None else f3 * masks["drop2"]
+        self.z1 = self._affine(img.h1, a)
+        self.z2 = self._affine(img.h2, b)
+        poses = xp.concatenate([y_n, cand_n])
+        self.pose_first = net.pose.layers[0] if net.pose.layers else None
+        self.poses = poses
+        self.z5 = self._affine(self.pose_first, poses) if self.pose_first else None
+        self.decay = []
+        for k in decay_names:
+            W, g = params[k], grads.get(k)
+            self.decay.append((float(xp.vdot(W, W)), float(xp.vdot(W, g)) if g is not None else 0.0,
+                               float(xp.vdot(g, g)) if g is not None else 0.0))
+        self.alpha = alpha
+        self.xp = xp
+
+    def _affine(self, layer, x):
+        """(z0, dz) with z(s) = z0 - s dz for the layer's pre-activation on fixed input x."""
+        W, b = self.params[layer.W], self.params[layer.b]
+        z0 = x @ W + b
+        gW, gb = self.grads.get(layer.W), self.grads.get(layer.b)
+        dz = None if gW is None else x @ gW + gb
+        return z0, dz
+
+    @staticmethod
+    def _at(z, s):
+        z0, dz = z
+        return z0 if dz is None else z0 - s * dz
+
+    def _layer(self, layer, x, s):
+        W, b = self.params[layer.W], self.params[layer.b]
+        gW, gb = self.grads.get(layer.W), self.grads.get(layer.b)
+        if gW is not None:
+            W, b = W - s * gW, b - s * gb
+        return x @ W + b
+
+    def __call__(self, s):
+        xp, net, B = self.xp, self.net, self.y_n.shape[0]
+        img, relu = net.image, lambda v: xp.maximum(v, 0)
+        h = xp.concatenate([relu(self._at(self.z1, s)), relu(self._at(self.z2, s))], axis=1)
+        h3 = relu(self._layer(img.h3, h, s))
+        f_I = relu(self._layer(img.h4, h3, s))
+        f_P = xp.tanh(self._layer(img.g7, h3, s))
+        if self.pose_first is None:                       # raw pose: f_J(y) = y
+            f_J = self.poses
+        else:
+            f_J = relu(self._at(self.z5, s))
+            for layer in net.pose.layers[1:]:
+                f_J = relu(self._layer(layer, f_J, s))
+        s_y = (f_I * f_J[:B]).sum(axis=1)
+        if self.reselect:
+            best = (f_I @ f_J[B:].T + self.margins).max(axis=1)
+        else:
+            best = (f_I * f_J[B:]).sum(axis=1) + self.margins
+        hinge = float(xp.maximum(0, best - s_y).mean())
+        diff = f_P - self.y_n
+        aux = float(self.lam * (diff * diff).sum() / B)
+        decay = self.alpha * sum(n0 - 2 * s * c1 + s * s * c2 for n0, c1, c2 in self.decay)
+        return hinge + aux + decay

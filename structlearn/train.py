@@ -32,7 +32,7 @@ from nn.optim import sgd_step
 
 from .checkpoint import load_checkpoint, save_checkpoint
 from .config import STAGES, TrainConfig
-from .cost import max_margin_cost, structnet_cost, structnet_cost_from_images
+from .cost import StepCost, max_margin_cost, structnet_cost, structnet_cost_from_images
 from .linesearch import grid_line_search, step_grid
 from .model import load_model, save_model
 from .network import PRESETS, MultiTaskNet, StructNet
@@ -41,7 +41,6 @@ from .search import WorkingSet, candidate_margins, most_violated, sample_candida
 
 STAGE_IDS = {"pretrain": 1, "structnet": 2}
 MAX_SKIPPED_IN_A_ROW = 20
-TRUNK_NAMES = ["h1.W", "h1.b", "h2.W", "h2.b", "h3.W", "h3.b", "g7.W", "g7.b"]  # shared with MultiTaskNet
 
 
 class TrainingError(RuntimeError):
@@ -262,8 +261,7 @@ class Trainer:
             _, pretrained, meta = load_model(str(path))
             if meta["net"]["convs"] != self.net_cfg.to_dict()["convs"] or meta["net"]["input_size"] != self.net_cfg.input_size:
                 raise TrainingError(f"{path} was pre-trained with another network preset")
-        names = net.conv_names + (TRUNK_NAMES if self.cfg.init_trunk else [])
-        for k in names:
+        for k in net.conv_names:
             params[k] = pretrained[k].copy()
         return params
 
@@ -304,9 +302,6 @@ class Trainer:
                 (f2, f3), _ = net.convs.forward(params, images)
                 masks = net.image.make_masks(rng, len(images), net.convs.d2, net.convs.d3, images.dtype, xp)
 
-                def features(p):  # the convolutions are fixed unless --train-convs
-                    return net.convs.forward(p, images)[0] if cfg.train_convs else (f2, f3)
-
                 # stage 1: the most-violated pose of each example among the candidates (eq. 7)
                 f_I, _, _ = net.image.forward(params, f2, f3, masks)
                 v, delta, _ = most_violated(f_I, net.pose.forward(params, cand_n)[0], margins)
@@ -325,14 +320,19 @@ class Trainer:
                 grads = {k: grads[k] for k in trainable}
                 t2 = time.perf_counter()
 
-                def trial_cost(step):
-                    p = params.moved(grads, -step)
-                    g2, g3 = features(p)
-                    if cfg.ls_reselect:  # eq. 12 at theta - step * g, y_hat re-selected among the candidates
-                        return max_margin_cost(net, p, g2, g3, y_n, cand_n, margins, masks, cfg.lam, cfg.alpha,
-                                               decay_names).total
-                    return structnet_cost(net, p, g2, g3, y_n, yhat_n, delta, masks, cfg.lam, cfg.alpha,
-                                          decay_names, need_grads=False)[0].total
+                if cfg.train_convs:  # the features move with the step: run the whole network per trial
+                    def trial_cost(step):
+                        p = params.moved(grads, -step)
+                        g2, g3 = net.convs.forward(p, images)[0]
+                        if cfg.ls_reselect:  # eq. 12 at theta - step * g, y_hat re-selected among the candidates
+                            return max_margin_cost(net, p, g2, g3, y_n, cand_n, margins, masks, cfg.lam, cfg.alpha,
+                                                   decay_names).total
+                        return structnet_cost(net, p, g2, g3, y_n, yhat_n, delta, masks, cfg.lam, cfg.alpha,
+                                              decay_names, need_grads=False)[0].total
+                else:
+                    trial_cost = StepCost(net, params, grads, f2, f3, y_n, cand_n if cfg.ls_reselect else yhat_n,
+                                          margins if cfg.ls_reselect else delta, masks, cfg.lam, cfg.alpha,
+                                          decay_names, reselect=cfg.ls_reselect)
 
                 step, costs = grid_line_search(trial_cost, steps)
                 t3 = time.perf_counter()

@@ -105,3 +105,27 @@ def test_max_margin_cost_equals_cost_at_most_violated_pose():
                                  need_grads=False)
     whole = max_margin_cost(net, params, f2, f3, y_n, cand_n, margins, masks, 0.5, 1e-3, net.decayed(params))
     assert np.isclose(whole.total, parts.total) and np.isclose(whole.hinge, parts.hinge)
+
+
+@pytest.mark.parametrize("kind", POSE_EMBEDDINGS)
+def test_step_cost_equals_cost_at_moved_parameters(kind):
+    from structlearn.cost import StepCost, max_margin_cost
+    from structlearn.search import candidate_margins, most_violated
+    net, params, images, y_n, _, _, masks = _setup(kind, seed=6)
+    rng = np.random.default_rng(6)
+    (f2, f3), _ = net.convs.forward(params, images)
+    cand_n = rng.uniform(-0.8, 0.8, (7, 51))
+    margins = candidate_margins(rng.normal(0, 200, (len(y_n), 17, 3)), rng.normal(0, 200, (7, 17, 3)), 0.01)
+    f_I, _, _ = net.image.forward(params, f2, f3, masks)
+    v, delta, _ = most_violated(f_I, net.pose.forward(params, cand_n)[0], margins)
+    decay = net.decayed(params)
+    _, grads, _ = structnet_cost(net, params, f2, f3, y_n, cand_n[v], delta, masks, 0.5, 1e-2, decay)
+    grads = {k: grads[k] for k in net.trainable(params)}
+    whole = StepCost(net, params, grads, f2, f3, y_n, cand_n, margins, masks, 0.5, 1e-2, decay, reselect=True)
+    fixed = StepCost(net, params, grads, f2, f3, y_n, cand_n[v], delta, masks, 0.5, 1e-2, decay, reselect=False)
+    for s in (0.0, 1e-3, 0.1, 3.0):
+        p = params.moved(grads, -s)
+        expect = max_margin_cost(net, p, f2, f3, y_n, cand_n, margins, masks, 0.5, 1e-2, decay).total
+        assert np.isclose(whole(s), expect, rtol=1e-10), (s, whole(s), expect)
+        expect = structnet_cost(net, p, f2, f3, y_n, cand_n[v], delta, masks, 0.5, 1e-2, decay, need_grads=False)[0].total
+        assert np.isclose(fixed(s), expect, rtol=1e-10), (s, fixed(s), expect)

@@ -25,7 +25,7 @@ def tiny_data(tmp_path_factory):
 def _cfg(path, out, **kw):
     base = dict(data=path, out=str(out), preset="tiny", subjects=("S1", "S5"), progress=False,
                 pretrain_epochs=2, pretrain_batch_size=16, epochs=2, batch_size=32, candidates=60, frequent=5,
-                checkpoint_every=3, ls_reselect=True)
+                checkpoint_every=3)
     base.update(kw)
     return TrainConfig(**base)
 

@@ -1,0 +1,136 @@
+"""Training-phase benchmark at the paper's sizes (batch 128, 112x112 inputs, preset "paper").
+
+Times one mini-batch of each phase of training, median of --reps, and its ratio to the GEMM
+floor (the phase's multiply-add FLOPs / the float32 GEMM rate measured in this run):
+  pretrain   a full forward+backward of the multi-task network (conv stack + h1-h3 + heads)
+  search     stage 1 of Algorithm 1: frozen conv forward, image embedding, embeddings of 2010
+             candidate poses, scores + MPJPE margins, argmax
+  margin     stage 2 without the line search: frozen conv forward, cost and gradients of the
+             fully connected layers on (x, y, y_hat)
+  linesearch the 10-point grid line search of stage 2 (y_hat re-selected at each trial step)
+With --torch PYTHON (a Python with PyTorch, never a dependency of this project) it also runs the
+PyTorch peer ../shared/bench/torch_structnet.py in the same run and prints the ratios.
+
+    python bench/bench_train.py [--reps 5] [--torch /path/to/venv/bin/python]
+"""
+import argparse
+import os
+import re
+import subprocess
+import sys
+
+import numpy as np
+
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+from bench.common import conv_flops, gemm_rate, median_time  # noqa: E402
+from structlearn.cost import StepCost, structnet_cost  # noqa: E402
+from structlearn.linesearch import grid_line_search, step_grid  # noqa: E402
+from structlearn.network import PRESETS, MultiTaskNet, StructNet  # noqa: E402
+from structlearn.pretrain import multitask_cost  # noqa: E402
+from structlearn.search import candidate_margins, most_violated  # noqa: E402
+
+PEER = os.path.join(os.path.dirname(__file__), "..", "..", "shared", "bench", "torch_structnet.py")
+
+
+def flops(cfg, B, C):
+    """Multiply-add FLOPs of the phases (x2 per multiply-add)."""
+    size, c_in, conv_f, conv_b = cfg.input_size, 3, 0, 0
+    for i, (k, c_out) in enumerate(cfg.convs):
+        out = size - k + 1
+        f = conv_flops(B, c_in, c_out, k, out, out)
+        conv_f += f
+        conv_b += f * (2 if i > 0 else 1)  # the image needs no gradient
+        size, c_in = out // 2, c_out
+    net = StructNet(cfg)
+    d2, d3, H, D = net.convs.d2, net.convs.d3, cfg.hidden, cfg.embed
+    trunk = 2 * B * (d2 * H + d3 * H + 2 * H * H)
+    aux = 2 * B * H * 51
+    det = 2 * B * H * 17 * cfg.detect_grid ** 2
+    img = trunk + 2 * B * H * D + aux
+    pose = 2 * (51 * D + D * D)  # per pose
+    return {
+        "pretrain": conv_f + conv_b + 3 * (trunk + aux + det),
+        "search": conv_f + img + C * pose + 2 * B * D * C,
+        "margin": conv_f + 3 * (img + 2 * B * pose),
+    }
+
+
+def run_peer(python, B, C, reps):
+    out = subprocess.run([python, PEER, "--batch", str(B), "--candidates", str(C), "--reps", str(reps)],
+                         capture_output=True, text=True, check=True).stdout
+    ms = {k: float(v) for k, v in re.findall(r"(\w+)_ms ([\d.]+)", out)}
+    return {"pretrain": ms["full_step"], "search": ms["select_violated"], "margin": ms["margin_step"]}, out.splitlines()[0]
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--reps", type=int, default=5)
+    ap.add_argument("--batch", type=int, default=128)
+    ap.add_argument("--candidates", type=int, default=2010)
+    ap.add_argument("--preset", default="paper")
+    ap.add_argument("--torch", default="", help="a Python interpreter with PyTorch, to run the peer in the same run")
+    args = ap.parse_args()
+    B, C, reps = args.batch, args.candidates, args.reps
+    cfg = PRESETS[args.preset]
+    rng = np.random.default_rng(0)
+    S = cfg.input_size
+    images = rng.standard_normal((B, 3, S, S), dtype=np.float32)
+    y_n = rng.uniform(-0.8, 0.8, (B, 51)).astype(np.float32)
+    cand_n = rng.uniform(-0.8, 0.8, (C, 51)).astype(np.float32)
+    y_mm = rng.normal(0, 200, (B, 17, 3)).astype(np.float32)
+    cand_mm = rng.normal(0, 200, (C, 17, 3)).astype(np.float32)
+    cells = rng.integers(-1, cfg.detect_grid ** 2, (B, 17))
+
+    mt = MultiTaskNet(cfg)
+    p_mt = mt.init_params(rng)
+    masks = mt.image.make_masks(rng, B, mt.convs.d2, mt.convs.d3, np.float32)
+    times = {"pretrain": median_time(lambda: multitask_cost(mt, p_mt, images, y_n, cells, masks, 1.0, 1e-4,
+                                                            p_mt.weight_names), reps)}
+
+    net = StructNet(cfg)
+    p = net.init_params(rng)
+    for k in ("g7.W",):
+        p[k] = 0.01 * rng.standard_normal(p[k].shape).astype(np.float32)
+    decay = net.decayed(p)
+
+    def search():
+        (f2, f3), _ = net.convs.forward(p, images)
+        f_I, _, _ = net.image.forward(p, f2, f3, None)
+        return most_violated(f_I, net.pose.forward(p, cand_n)[0], candidate_margins(y_mm, cand_mm))
+    times["search"] = median_time(search, reps)
+    v, delta, _ = search()
+    yhat_n, delta = cand_n[v], delta.astype(np.float32)
+
+    def margin():
+        (f2, f3), _ = net.convs.forward(p, images)
+        return structnet_cost(net, p, f2, f3, y_n, yhat_n, delta, masks, 1.0, 1e-4, decay)
+    times["margin"] = median_time(margin, reps)
+    (f2, f3), _ = net.convs.forward(p, images)
+    _, grads, _ = structnet_cost(net, p, f2, f3, y_n, yhat_n, delta, masks, 1.0, 1e-4, decay)
+    margins = candidate_margins(y_mm, cand_mm).astype(np.float32)
+    grads = {k: grads[k] for k in net.trainable(p)}
+    times["linesearch"] = median_time(lambda: grid_line_search(
+        StepCost(net, p, grads, f2, f3, y_n, cand_n, margins, masks, 1.0, 1e-4, decay), step_grid()), reps)
+
+    rate = gemm_rate()
+    fl = flops(cfg, B, C)
+    peer, peer_head = (run_peer(args.torch, B, C, reps) if args.torch else (None, ""))
+    print(f"preset {args.preset}: batch {B}, {S}x{S} inputs, {C} candidates; numpy float32 GEMM rate "
+          f"{rate / 1e9:.1f} GFLOP/s; cpus {os.cpu_count()}")
+    if peer:
+        print(f"peer: {peer_head}")
+    print(f"{'phase':<12}{'ms':>9}{'GFLOP':>9}{'x floor':>9}" + (f"{'torch ms':>10}{'torch/ours':>12}" if peer else ""))
+    for k in ("pretrain", "search", "margin", "linesearch"):
+        ms = times[k] * 1e3
+        row = f"{k:<12}{ms:9.0f}"
+        if k in fl:
+            row += f"{fl[k] / 1e9:9.1f}{times[k] / (fl[k] / rate):9.2f}"
+        else:
+            row += f"{'':>9}{'':>9}"
+        if peer and k in peer:
+            row += f"{peer[k]:10.0f}{peer[k] / ms:12.2f}"
+        print(row)
+
+
+if __name__ == "__main__":
+    main()
