@@ -96,8 +96,11 @@ def main(argv=None):
             point_latest(cfg.out)
         print(f"run directory: {trainer.out}  (data: {trainer.data_path}, {len(trainer.idx)} training images)")
         out = trainer.run()
-    except (TrainingError, DatasetError, CheckpointError, ValueError) as err:
+    except (TrainingError, DatasetError, CheckpointError) as err:
         print(f"run_train.py: error: {err}", file=sys.stderr)
+        return 1
+    except OSError as err:
+        print(f"run_train.py: error: {err.filename or ''}: {err.strerror or err}", file=sys.stderr)
         return 1
     except KeyboardInterrupt:
         print("\nrun_train.py: interrupted; continue with --resume (the last checkpoint is intact)", file=sys.stderr)
