@@ -139,7 +139,13 @@ class StepCost:
         W, b = self.params[layer.W], self.params[layer.b]
         z0 = x @ W + b
         gW, gb = self.grads.get(layer.W), self.grads.get(layer.b)
-        dz = None if gW is None else x @ gW + gb
+        if gW is None and gb is None:
+            return z0, None
+        dz = 0
+        if gW is not None:
+            dz = x @ gW
+        if gb is not None:
+            dz = dz + gb
         return z0, dz
 
     @staticmethod
@@ -151,7 +157,9 @@ class StepCost:
         W, b = self.params[layer.W], self.params[layer.b]
         gW, gb = self.grads.get(layer.W), self.grads.get(layer.b)
         if gW is not None:
-            W, b = W - s * gW, b - s * gb
+            W = W - s * gW
+        if gb is not None:
+            b = b - s * gb
         return x @ W + b
 
     def __call__(self, s):

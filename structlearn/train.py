@@ -317,7 +317,7 @@ class Trainer:
                 else:
                     parts, grads, _ = structnet_cost(net, params, f2, f3, y_n, yhat_n, delta, masks, cfg.lam,
                                                      cfg.alpha, decay_names)
-                grads = {k: grads[k] for k in trainable}
+                grads = {k: grads[k] for k in trainable if k in grads}  # lambda = 0: no gradient for b7
                 t2 = time.perf_counter()
 
                 if cfg.train_convs:  # the features move with the step: run the whole network per trial

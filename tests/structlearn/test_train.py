@@ -90,6 +90,16 @@ def test_resume_rejects_another_configuration(tiny_data):
         Trainer(_cfg(path, d / "empty", resume=True))
 
 
+@pytest.mark.parametrize("kw", [dict(lam=0.0), dict(pose_embedding="random1"), dict(pose_embedding="raw"),
+                                dict(ls_reselect=False), dict(train_convs=True)])
+def test_variants_train(tiny_data, kw):
+    # the ablations of Table 1 (StructNet*: lambda = 0) and Table 3, and the non-default line search
+    d, path = tiny_data
+    out = d / ("variant-" + "-".join(f"{k}{v}" for k, v in kw.items()))
+    train(_cfg(path, out, pretrain_epochs=1, epochs=1, **kw), log=lambda *a: None)
+    assert (out / "model.npz").exists()
+
+
 def test_bad_settings_are_one_line_errors(tiny_data):
     d, path = tiny_data
     for kw, match in [(dict(subjects=("S2",)), "S2"), (dict(candidates=0), "candidates"),
