@@ -18,20 +18,11 @@ import time
 import numpy as np
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+from bench.common import best_time  # noqa: E402
 
 from apf.filter import APFConfig, STAGES, refine_angles  # noqa: E402
 from data.metrics import mpjpe, pairwise_mpjpe  # noqa: E402
 from data.skeleton import ANGLE_LIMITS, N_ANGLES, Skeleton, clip_angles  # noqa: E402
-
-
-def best_of(fn, repeats):
-    """Smallest wall time (s) of `repeats` calls: the least disturbed by other processes."""
-    times = []
-    for _ in range(repeats):
-        t = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - t)
-    return min(times)
 
 
 def random_angles(rng, n):
@@ -75,14 +66,14 @@ def main():
     # Kinematics: the filter's inner loop is forward() on n_images * n_particles poses.
     a = random_angles(rng, 8192)
     poses = skel.forward(a)
-    print(f"forward  8192 poses: {best_of(lambda: skel.forward(a), 5) / 8192 * 1e6:6.2f} us/pose")
-    print(f"inverse  8192 poses: {best_of(lambda: skel.inverse(poses), 5) / 8192 * 1e6:6.2f} us/pose")
+    print(f"forward  8192 poses: {best_time(lambda: skel.forward(a), 5, warmup=0) / 8192 * 1e6:6.2f} us/pose")
+    print(f"inverse  8192 poses: {best_time(lambda: skel.inverse(poses), 5, warmup=0) / 8192 * 1e6:6.2f} us/pose")
     print(f"round trip |forward(inverse(p)) - p| over 8192 valid poses: max "
           f"{np.abs(skel.forward(skel.inverse(poses)) - poses).max():.1e} mm")
     ab = skel.forward(random_angles(rng, 128)).astype(np.float32)
     cd = skel.forward(random_angles(rng, 2010)).astype(np.float32)
     for dtype in (np.float32, np.float64):
-        ms = best_of(lambda: pairwise_mpjpe(ab.astype(dtype), cd.astype(dtype)), 5) * 1e3
+        ms = best_time(lambda: pairwise_mpjpe(ab.astype(dtype), cd.astype(dtype)), 5, warmup=0) * 1e3
         print(f"pairwise_mpjpe 128 x 2010 ({np.dtype(dtype).name}): {ms:6.1f} ms")
 
     n = args.images

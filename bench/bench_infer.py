@@ -21,21 +21,10 @@ import numpy as np
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 from apf import APFConfig, refine_poses  # noqa: E402
-from bench.common import gemm_rate  # noqa: E402
+from bench.common import best_time, gemm_rate  # noqa: E402
 from data.skeleton import ANGLE_LIMITS, N_ANGLES, Skeleton, clip_angles  # noqa: E402
 from structlearn.inference import average_prefixes, image_outputs, top_k_scores  # noqa: E402
 from structlearn.network import PRESETS, StructNet  # noqa: E402
-
-
-def best_of(fn, reps, warmup=1):
-    for _ in range(warmup):
-        fn()
-    times = []
-    for _ in range(reps):
-        t = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - t)
-    return min(times)
 
 
 def load():
@@ -50,7 +39,7 @@ def bench_network(preset, batch, reps, rng):
     net = StructNet(cfg)
     params = net.init_params(rng)
     x = rng.standard_normal((batch, 3, cfg.input_size, cfg.input_size)).astype(np.float32)
-    t = best_of(lambda: image_outputs(net, params, x), reps)
+    t = best_time(lambda: image_outputs(net, params, x), reps, warmup=1)
     return batch / t, t
 
 
@@ -59,7 +48,7 @@ def bench_bank(D, M, batch, A, chunk, reps, rng, gflops):
     emb = np.maximum(rng.standard_normal((M, D)), 0).astype(np.float32)
     poses = rng.normal(0, 300, (M, 17, 3)).astype(np.float32)
     floor = 2.0 * batch * M * D / (gflops * 1e9)
-    t_gemm = best_of(lambda: [f_I @ emb[s:s + chunk].T for s in range(0, M, chunk)], reps)
+    t_gemm = best_time(lambda: [f_I @ emb[s:s + chunk].T for s in range(0, M, chunk)], reps, warmup=1)
 
     def max_():
         _, i = top_k_scores(f_I, emb, 1, chunk)
@@ -69,8 +58,8 @@ def bench_bank(D, M, batch, A, chunk, reps, rng, gflops):
         _, i = top_k_scores(f_I, emb, A, chunk)
         return average_prefixes(i, poses, [A])[A]
 
-    t_max = best_of(max_, reps)
-    t_avg = best_of(avg_, reps)
+    t_max = best_time(max_, reps, warmup=1)
+    t_avg = best_time(avg_, reps, warmup=1)
     return {"floor": floor, "gemm": t_gemm, "max": t_max, "avg": t_avg}
 
 
@@ -85,7 +74,7 @@ def bench_apf(n, config, rng):
     t0 = time.perf_counter()
     refine_poses(skel, target, init, config)
     t_apf = time.perf_counter() - t0
-    t_ik = best_of(lambda: skel.forward(skel.inverse(target)), 3)
+    t_ik = best_time(lambda: skel.forward(skel.inverse(target)), 3, warmup=1)
     return 1e3 * t_apf / n, 1e3 * t_ik / n
 
 

@@ -17,6 +17,18 @@ def median_time(f, reps=5, warmup=1):
     return float(np.median(times))
 
 
+def best_time(f, reps=5, warmup=0):
+    """Smallest seconds of f() over reps calls: the run least disturbed by other processes."""
+    for _ in range(warmup):
+        f()
+    times = []
+    for _ in range(reps):
+        t0 = time.perf_counter()
+        f()
+        times.append(time.perf_counter() - t0)
+    return min(times)
+
+
 def gemm_rate(n=2048, reps=10, dtype=np.float32):
     """float32 GEMM rate of NumPy's BLAS in FLOP/s (the compute floor of GEMM-based layers)."""
     rng = np.random.default_rng(0)

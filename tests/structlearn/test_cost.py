@@ -5,18 +5,14 @@ from nn.gradcheck import check_gradients
 from structlearn.cost import structnet_cost, structnet_cost_from_images
 from structlearn.network import POSE_EMBEDDINGS, StructNet
 
-from .tiny import TINY
+from .tiny import TINY, randomize_for_gradcheck
 
 
 def _setup(kind, seed=0, B=6):
     rng = np.random.default_rng(seed)
     net = StructNet(TINY.with_(pose_embedding=kind))
     params = net.init_params(rng, np.float64)
-    for k in params:
-        if k.endswith(".b"):
-            params[k] = 0.1 * rng.standard_normal(params[k].shape)
-        if k in ("g7.W", "det.W"):  # zero at initialisation: randomise so every path carries gradient
-            params[k] = 0.3 * rng.standard_normal(params[k].shape)
+    randomize_for_gradcheck(params, rng)
     images = rng.standard_normal((B, 3, 20, 20))
     y_n = rng.uniform(-0.8, 0.8, (B, 51))
     yhat_n = rng.uniform(-0.8, 0.8, (B, 51))

@@ -4,7 +4,7 @@ from nn.gradcheck import check_gradients
 from structlearn.network import MultiTaskNet
 from structlearn.pretrain import detection_cells, momentum_step, multitask_cost
 
-from .tiny import TINY
+from .tiny import TINY, randomize_for_gradcheck
 
 
 def test_detection_cells():
@@ -17,11 +17,7 @@ def test_multitask_cost_gradient_every_block():
     rng = np.random.default_rng(0)
     net = MultiTaskNet(TINY)
     params = net.init_params(rng, np.float64)
-    for k in params:
-        if k.endswith(".b"):
-            params[k] = 0.1 * rng.standard_normal(params[k].shape)
-        if k in ("g7.W", "det.W"):  # zero at initialisation: randomise so every path carries gradient
-            params[k] = 0.3 * rng.standard_normal(params[k].shape)
+    randomize_for_gradcheck(params, rng)
     B = 5
     images = rng.standard_normal((B, 3, 20, 20))
     y_n = rng.uniform(-0.8, 0.8, (B, 51))
