@@ -30,11 +30,11 @@ def build_parser():
     g.add_argument("--subjects", type=csv, default=D.subjects, help="training subjects, comma-separated (default: %(default)s)")
     g.add_argument("--actions", type=csv, default=D.actions, help="training actions, comma-separated (default: all)")
     g.add_argument("--out", default="", help="run directory (default: a new runs/<time stamp>; with --resume: runs/latest)")
-    g.add_argument("--preset", default=D.preset, help="network preset: cpu (56x56 inputs, 256-unit layers) or paper "
+    g.add_argument("--preset", default=D.preset, choices=("cpu", "paper", "tiny"), help="network preset: cpu (56x56 inputs, 256-unit layers) or paper "
                    "(112x112, conv 9x9x32/5x5x32/5x5x64, 1024 units) (default: %(default)s)")
     g.add_argument("--seed", type=int, default=D.seed, help="random seed (default: %(default)s)")
-    g.add_argument("--device", default=D.device, help="cpu or gpu (default: %(default)s)")
-    g.add_argument("--stage", default=D.stage, help="pretrain, structnet or all (default: %(default)s)")
+    g.add_argument("--device", default=D.device, choices=("cpu", "gpu"), help="(default: %(default)s)")
+    g.add_argument("--stage", default=D.stage, choices=("pretrain", "structnet", "all"), help="(default: %(default)s)")
     g.add_argument("--pretrained", default=D.pretrained, help="pre-trained network for --stage structnet "
                    "(default: <out>/pretrain_model.npz; 'none' = random convolutions)")
     g.add_argument("--resume", action="store_true", help="continue the run in --out (or runs/latest) exactly")
@@ -42,7 +42,8 @@ def build_parser():
     g.add_argument("--stop-after", type=int, default=D.stop_after, help="stop after N mini-batches, with a checkpoint (testing)")
     g.add_argument("--no-progress", action="store_true", help="no progress bars (the JSONL log is always written)")
     g = p.add_argument_group("network")
-    g.add_argument("--pose-embedding", default=D.pose_embedding, help="raw, random1, 1layer or 2layer (Table 3; default: %(default)s)")
+    g.add_argument("--pose-embedding", default=D.pose_embedding, choices=("raw", "random1", "1layer", "2layer"),
+                   help="Table 3's variants (default: %(default)s)")
     g.add_argument("--dropout", type=float, default=D.dropout, help="dropout rate on the inputs of h1, h2 (default: %(default)s)")
     g = p.add_argument_group("pre-training (reference [18])")
     g.add_argument("--pretrain-epochs", type=int, default=D.pretrain_epochs, help="(default: %(default)s)")

@@ -92,7 +92,7 @@ class Trainer:
         data_path = cfg.data
         if not data_path:
             from data.synth import ensure_synthetic
-            data_path = ensure_synthetic(scale=cfg.synth_scale)
+            data_path = ensure_synthetic(scale=cfg.synth_scale, progress=cfg.progress)
         self.data_path = str(data_path)
         self.dataset = PoseDataset(self.data_path)
         self.subjects = h36m.parse_subjects(cfg.subjects)

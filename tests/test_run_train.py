@@ -13,7 +13,8 @@ def _run(argv, capsys):
 
 
 def test_bad_flags_exit_2(capsys):
-    for argv in (["--epochs", "many"], ["--nonsense"], ["--stage", "structnet"]):
+    for argv in (["--epochs", "many"], ["--nonsense"], ["--device", "tpu"], ["--preset", "huge"],
+                 ["--pose-embedding", "3layer"], ["--stage", "structnet"]):
         with pytest.raises(SystemExit) as exc:
             run_train.main(argv)
         assert exc.value.code == 2
@@ -23,7 +24,7 @@ def test_bad_flags_exit_2(capsys):
 @pytest.mark.parametrize("argv, message", [
     (["--subjects", "S1,S2"], "S2"),
     (["--candidates", "0"], "--candidates (C) must be >= 1"),
-    (["--device", "tpu"], "--device must be cpu or gpu"),
+    (["--dropout", "1.5"], "--dropout"),
     (["--ls-min", "1", "--ls-max", "0.5"], "line-search grid"),
 ])
 def test_bad_settings_are_one_line_errors(argv, message, tmp_path, capsys):
