@@ -137,6 +137,8 @@ def parse_args(argv=None):
 
 
 def main(argv=None):
+    from nn.backend import keep_freed_memory
+    keep_freed_memory()
     args = parse_args(argv)
     from data.dataset import DatasetError
     from structlearn.checkpoint import CheckpointError

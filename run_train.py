@@ -85,6 +85,8 @@ def config_from_args(args, parser):
 
 
 def main(argv=None):
+    from nn.backend import keep_freed_memory
+    keep_freed_memory()
     parser = build_parser()
     args = parser.parse_args(argv)
     cfg = config_from_args(args, parser)

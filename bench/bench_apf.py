@@ -18,6 +18,7 @@ import time
 import numpy as np
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+from nn.backend import keep_freed_memory  # noqa: E402
 from bench.common import best_time  # noqa: E402
 
 from apf.filter import APFConfig, STAGES, refine_angles  # noqa: E402
@@ -33,6 +34,7 @@ def random_angles(rng, n):
 
 
 def main():
+    keep_freed_memory()  # as the scripts do (nn.backend.keep_freed_memory)
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--images", type=int, default=64, help="synthetic images per scenario (default 64)")
     parser.add_argument("--seed", type=int, default=0, help="seed of the synthetic poses (default 0)")

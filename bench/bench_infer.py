@@ -19,6 +19,7 @@ import time
 import numpy as np
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+from nn.backend import keep_freed_memory  # noqa: E402
 
 from apf import APFConfig, refine_poses  # noqa: E402
 from bench.common import best_time, gemm_rate  # noqa: E402
@@ -79,6 +80,7 @@ def bench_apf(n, config, rng):
 
 
 def main():
+    keep_freed_memory()  # as the scripts do (nn.backend.keep_freed_memory)
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--presets", default="cpu,paper", help="network presets (default: %(default)s)")
     parser.add_argument("--batch", type=int, default=256, help="test images per batch (default: %(default)s)")

@@ -15,6 +15,7 @@ import sys
 import numpy as np
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+from nn.backend import keep_freed_memory  # noqa: E402
 from bench.common import conv_flops, gemm_rate, median_time  # noqa: E402
 from nn import Conv2D, Linear, MaxPool2D, Params, ReLU  # noqa: E402
 
@@ -22,6 +23,7 @@ CONVS = [("conv1", 3, 32, 9, 112), ("conv2", 32, 32, 5, 52), ("conv3", 32, 64, 5
 
 
 def main():
+    keep_freed_memory()  # as the scripts do (nn.backend.keep_freed_memory)
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--batch", type=int, default=128)
     ap.add_argument("--reps", type=int, default=5)

@@ -23,6 +23,7 @@ import numpy as np
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 from bench.common import conv_flops, gemm_rate, median_time  # noqa: E402
+from nn.backend import keep_freed_memory  # noqa: E402
 from structlearn.cost import StepCost, structnet_cost  # noqa: E402
 from structlearn.linesearch import grid_line_search, step_grid  # noqa: E402
 from structlearn.network import PRESETS, MultiTaskNet, StructNet  # noqa: E402
@@ -63,6 +64,7 @@ def run_peer(python, B, C, reps):
 
 
 def main():
+    keep_freed_memory()  # as the scripts do (nn.backend.keep_freed_memory)
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--reps", type=int, default=5)
     ap.add_argument("--batch", type=int, default=128)

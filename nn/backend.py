@@ -75,3 +75,22 @@ def fft_module(xp):
         return scipy.fft, {"workers": os.cpu_count() or 1}
     import cupyx.scipy.fft
     return cupyx.scipy.fft, {}
+
+
+def keep_freed_memory():
+    """Ask glibc to keep freed memory for reuse rather than return it to the OS (process-wide).
+
+    A training step allocates and frees arrays of hundreds of MB. Returned to the OS, each comes
+    back as page faults that zero it again: at the paper's sizes we measured 120,000 minor faults
+    and 1.6 s of kernel time per pre-training step, against 2,300 and 0.02 s with this setting (step
+    2.0 s -> 1.1 s). The price is that the process keeps its peak memory. The scripts call this;
+    a library import never changes the allocator. Returns True when applied (glibc only)."""
+    import ctypes
+    import ctypes.util
+    try:
+        libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
+        mallopt = libc.mallopt
+    except (OSError, AttributeError):
+        return False
+    M_TRIM_THRESHOLD, M_MMAP_MAX = -1, -4
+    return bool(mallopt(M_MMAP_MAX, 0)) and bool(mallopt(M_TRIM_THRESHOLD, 2**31 - 1))
