@@ -335,6 +335,7 @@ class Trainer:
                                           decay_names, reselect=cfg.ls_reselect)
 
                 step, costs = grid_line_search(trial_cost, steps)
+                after = None if step is None else min(c for c in costs if math.isfinite(c))
                 t3 = time.perf_counter()
                 if step is None:
                     skipped_in_a_row += 1
@@ -346,11 +347,11 @@ class Trainer:
                 else:
                     skipped_in_a_row = 0
                     sgd_step(params, grads, step)
-                totals += (parts.total, parts.violated, 0 if step is None else min(c for c in costs if math.isfinite(c)))
+                totals += (parts.total, parts.violated, 0.0 if after is None else after)
                 count += 1
                 self._log({"stage": "structnet", "epoch": epoch, "batch": b, "cost": parts.total,
                            "hinge": parts.hinge, "aux": parts.aux, "decay": parts.decay, "violated": parts.violated,
-                           "step": step, "cost_after": None if step is None else float(np.nanmin(costs)),
+                           "step": step, "cost_after": after,
                            "working_set": len(ws), "seconds": round(time.perf_counter() - t0, 4),
                            "seconds_search": round(t1 - t0, 4), "seconds_grad": round(t2 - t1, 4),
                            "seconds_line_search": round(t3 - t2, 4)})
