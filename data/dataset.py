@@ -29,6 +29,7 @@ import h5py
 import numpy as np
 
 from data import h36m
+from nn import backend
 
 FORMAT_VERSION = 1
 SOURCES = ("synthetic", "h36m")
@@ -639,12 +640,15 @@ class BatchLoader:
     so resuming at (epoch, start_batch) reproduces an uninterrupted run exactly; the last partial
     batch is dropped. Test: centre crop, no noise, file order, the last partial batch kept.
     Images are preloaded when they fit in `max_preload_bytes` (preload="auto"), otherwise read from
-    the file per batch; a background thread prepares the next batch either way.
+    the file per batch; a background thread prepares the next batch either way, so on the GPU the
+    host's batching overlaps the device's work. pin_memory=True (the trainer's choice on the GPU)
+    writes the images into page-locked memory, so their copy to the device is a DMA.
     """
 
     def __init__(self, dataset, idx, batch_size, *, train, stats, crop=112, downsample=1,
-                 noise_std=0.1, seed=0, preload="auto", max_preload_bytes=2 << 30):
+                 noise_std=0.1, seed=0, preload="auto", max_preload_bytes=2 << 30, pin_memory=False):
         self.dataset = dataset
+        self.pin_memory = bool(pin_memory)
         self.idx = np.asarray(idx, dtype=np.int64)
         self.batch_size = int(batch_size)
         self.train = bool(train)
@@ -710,7 +714,9 @@ class BatchLoader:
         out += (shift - self.stats.mean).astype(np.float32)[:, None, None, :]
         out *= np.float32(1.0 / self.stats.scale)
         joints2d = self.joints2d[positions] - np.stack([ox, oy], axis=1)[:, None, :].astype(np.float32)
-        return Batch(np.ascontiguousarray(out.transpose(0, 3, 1, 2)), self.poses[positions].copy(),
+        nchw = backend.empty_pinned((n, 3, c, c), np.float32) if self.pin_memory else np.empty((n, 3, c, c), np.float32)
+        nchw[...] = out.transpose(0, 3, 1, 2)
+        return Batch(nchw, self.poses[positions].copy(),
                      self.idx[positions].copy(), joints2d)
 
     def epoch(self, epoch, start_batch=0):

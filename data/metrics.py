@@ -11,6 +11,8 @@ Averages over a test set (per frame or per action) are the caller's choice and m
 """
 import numpy as np
 
+from nn import backend
+
 
 def _check_pair(pred, gt, names=("pred", "gt")):
     pred, gt = np.asarray(pred), np.asarray(gt)
@@ -29,8 +31,7 @@ def mpjpe(pred, gt):
 
 
 def _float_dtype(*arrays):
-    dtype = np.result_type(*arrays)
-    return dtype if dtype in (np.float32, np.float64) else np.dtype(np.float64)
+    return backend.result_float_dtype(*[np.asarray(a) for a in arrays])
 
 
 def pairwise_mpjpe(a, b, chunk=512):

@@ -54,6 +54,14 @@ def to_device(x, device):
     raise ValueError(f"unknown device {device!r}: expected 'cpu' or 'gpu'")
 
 
+def empty_pinned(shape, dtype):
+    """A NumPy array in page-locked host memory (CuPy's pinned pool), so that a copy to the
+    device is a DMA that does not hold the host thread."""
+    import cupyx
+    cupy()  # the clear error when the GPU path is unavailable
+    return cupyx.empty_pinned(shape, dtype=dtype)
+
+
 def to_numpy(x):
     """A NumPy array (copying from the device when x is a CuPy array)."""
     if is_gpu_array(x):
@@ -65,6 +73,13 @@ def check_float(x, name):
     """Reject arrays that are not float32/float64, naming the argument."""
     if x.dtype not in FLOAT_DTYPES:
         raise TypeError(f"{name}: expected a float32 or float64 array, got {x.dtype}")
+
+
+def result_float_dtype(*arrays):
+    """The float type of a computation on these arrays: float32 or float64 as NumPy promotes them,
+    float64 for anything else (integers, float16)."""
+    dtype = np.result_type(*[a.dtype for a in arrays])
+    return dtype if dtype in FLOAT_DTYPES else np.dtype(np.float64)
 
 
 def fft_module(xp):

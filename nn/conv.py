@@ -17,16 +17,22 @@ Two algorithms compute the same thing:
   wrap-around reaches a valid output, so the result is exact up to rounding (1e-6 relative in
   float32, 1e-14 in float64). Forward, input-gradient and weight-gradient are each one batched
   complex GEMM between transforms; the input's transform is kept for the weight gradient.
-"auto" picks "fft" for stride 1 and "im2col" otherwise (see the benchmark for the figures).
+"auto" picks, per call, "fft" for stride 1 on the CPU and "im2col" otherwise (see the benchmark for
+the figures). On the GPU (CuPy arrays) im2col and its adjoint col2im are CUDA kernels
+(nn/kernels/conv.cu) that fold the zero padding in, the GEMMs go through cuBLAS, and the blocks
+are larger (`GPU_COL_BUDGET_BYTES`). The fft algorithm also runs on CuPy arrays (cuFFT), when
+asked for by name.
 """
 import numpy as np
 
 from . import backend, parallel
 from .init import init_weight
+from .kernels import ops as kernel_ops
 from .layer import Layer
 
 COL_BUDGET_BYTES = 64 * 2**20      # bound on one im2col block
 SPECTRUM_BUDGET_BYTES = 512 * 2**20  # bound on one FFT block's complex spectra
+GPU_COL_BUDGET_BYTES = 1024 * 2**20  # bound on one im2col block on the GPU
 
 
 def conv_output_size(size, k, s, p):
@@ -160,7 +166,7 @@ class Conv2D(Layer):
         self.name, self.in_c, self.out_c = name, in_c, out_c
         self.kh, self.kw, self.sy, self.sx, self.ph, self.pw = kh, kw, sy, sx, ph, pw
         self.activation = activation  # only used to choose the initialisation
-        self.algorithm = ("fft" if (sy, sx) == (1, 1) else "im2col") if algorithm == "auto" else algorithm
+        self.algorithm = algorithm
         self.W, self.b = name + ".W", name + ".b"
 
     def param_shapes(self):
@@ -190,9 +196,15 @@ class Conv2D(Layer):
         """x (H, W, N, in_c) -> y (out_h, out_w, N, out_c)."""
         W, b = params[self.W], params[self.b]
         self._check(x, W)
-        if self.algorithm == "fft":
+        if self.resolved_algorithm(backend.get_array_module(x)) == "fft":
             return self._forward_fft(x, W, b)
         return self._forward_im2col(x, W, b)
+
+    def resolved_algorithm(self, xp):
+        """The algorithm a call with arrays of module xp uses ("auto" resolved)."""
+        if self.algorithm != "auto":
+            return self.algorithm
+        return "fft" if xp is np and (self.sy, self.sx) == (1, 1) else "im2col"
 
     def backward(self, params, cache, gy, need_gx=True):
         """gy (out_h, out_w, N, out_c) -> gx (or None when need_gx is False), {W: gW, b: gb}."""
@@ -209,39 +221,51 @@ class Conv2D(Layer):
         """(out_c, in_c, kh, kw) -> (kh*kw*in_c, out_c), matching im2col's column order."""
         return W.transpose(2, 3, 1, 0).reshape(-1, self.out_c)
 
+    def _im2col_blocks(self, xp, out_h, out_w, n, itemsize):
+        budget = COL_BUDGET_BYTES if xp is np else GPU_COL_BUDGET_BYTES
+        return _row_blocks(out_h, out_w * n * self.kh * self.kw * self.in_c * itemsize, budget)
+
+    def _cols(self, source, rows, out_w):
+        """im2col of the output rows `rows`: NumPy reads the padded input, the CUDA kernel the
+        unpadded one (it pads on the fly)."""
+        if backend.is_gpu_array(source):
+            return kernel_ops.im2col(source, self.kh, self.kw, self.sy, self.sx, self.ph, self.pw, out_w, rows)
+        return im2col(source, self.kh, self.kw, self.sy, self.sx, rows)
+
     def _forward_im2col(self, x, W, b):
         xp = backend.get_array_module(x)
-        xpad = pad_hwnc(x, self.ph, self.pw)
+        source = x if xp is not np else pad_hwnc(x, self.ph, self.pw)
         out_h, out_w = self.output_shape(x.shape[0], x.shape[1])
         n = x.shape[2]
         W2 = self._weight_matrix(W)
         y = xp.empty((out_h, out_w, n, self.out_c), dtype=x.dtype)
-        row_bytes = out_w * n * W2.shape[0] * x.itemsize
-        for rows in _row_blocks(out_h, row_bytes, COL_BUDGET_BYTES):
-            col = im2col(xpad, self.kh, self.kw, self.sy, self.sx, rows)
-            xp.matmul(col, W2, out=y[rows].reshape(-1, self.out_c))
+        for rows in self._im2col_blocks(xp, out_h, out_w, n, x.itemsize):
+            xp.matmul(self._cols(source, rows, out_w), W2, out=y[rows].reshape(-1, self.out_c))
         y += b
-        return y, {"algorithm": "im2col", "xpad": xpad, "in_shape": x.shape}
+        return y, {"algorithm": "im2col", "source": source, "in_shape": x.shape}
 
     def _backward_im2col(self, cache, gy, W, need_gx):
         xp = backend.get_array_module(gy)
-        xpad = cache["xpad"]
+        source = cache["source"]
         W2 = self._weight_matrix(W)
         out_h, out_w, n, _ = gy.shape
         gW2 = xp.zeros_like(W2)
-        gxpad = xp.zeros_like(xpad) if need_gx else None
-        row_bytes = out_w * n * W2.shape[0] * xpad.itemsize
-        for rows in _row_blocks(out_h, row_bytes, COL_BUDGET_BYTES):
+        gsource = xp.zeros_like(source) if need_gx else None
+        for rows in self._im2col_blocks(xp, out_h, out_w, n, gy.itemsize):
             gy_rows = gy[rows].reshape(-1, self.out_c)
-            col = im2col(xpad, self.kh, self.kw, self.sy, self.sx, rows)
-            gW2 += col.T @ gy_rows
+            gW2 += self._cols(source, rows, out_w).T @ gy_rows
             if need_gx:
-                col2im_add(gxpad, gy_rows @ W2.T, self.kh, self.kw, self.sy, self.sx, rows)
+                gcol = gy_rows @ W2.T
+                if xp is np:
+                    col2im_add(gsource, gcol, self.kh, self.kw, self.sy, self.sx, rows)
+                else:
+                    kernel_ops.col2im_add(gsource, gcol, self.kh, self.kw, self.sy, self.sx, self.ph, self.pw,
+                                          out_w, rows)
         gW = gW2.reshape(self.kh, self.kw, self.in_c, self.out_c).transpose(3, 2, 0, 1)
         gx = None
         if need_gx:
             h, w = cache["in_shape"][:2]
-            gx = xp.ascontiguousarray(gxpad[self.ph:self.ph + h, self.pw:self.pw + w])
+            gx = gsource if xp is not np else np.ascontiguousarray(gsource[self.ph:self.ph + h, self.pw:self.pw + w])
         return gx, xp.ascontiguousarray(gW)
 
     # ---- FFT ----------------------------------------------------------------------------------

@@ -5,10 +5,12 @@ window are dropped from the output, and their gradient is zero.
 Ties: the first maximum of a window in row-major order (top-left first) is the argmax and alone
 receives the gradient, so the backward pass is the exact gradient wherever the max is unique.
 Backward keeps only the argmax index of each window (uint8, 0..k*k-1), never recomputes forward.
+On CuPy arrays both passes are CUDA kernels (nn/kernels/pool.cu) with the same rules.
 """
 import numpy as np
 
 from . import backend, parallel
+from .kernels import ops as kernel_ops
 from .layer import Layer
 
 
@@ -27,6 +29,9 @@ class MaxPool2D(Layer):
         xp = backend.get_array_module(x)
         k = self.k
         out_h, out_w = self.output_shape(x.shape[0], x.shape[1])
+        if xp is not np:
+            y, idx = kernel_ops.maxpool_forward(x, k)
+            return y, {"idx": idx, "in_shape": x.shape}
         y = xp.empty((out_h, out_w) + x.shape[2:], dtype=x.dtype)
         idx = xp.empty(y.shape, dtype=np.uint8)
 
@@ -40,6 +45,8 @@ class MaxPool2D(Layer):
         """gy (H//k, W//k, N, C) -> gx (H, W, N, C)."""
         xp = backend.get_array_module(gy)
         k, idx = self.k, cache["idx"]
+        if xp is not np:
+            return kernel_ops.maxpool_backward(gy, idx, cache["in_shape"], k), {}
         out_h, out_w = idx.shape[:2]
         gx = xp.empty(cache["in_shape"], dtype=gy.dtype)
         gx[out_h * k:] = 0  # the dropped border of odd sizes

@@ -163,7 +163,7 @@ class Trainer:
     def _loader(self, batch_size, train=True, idx=None):
         return BatchLoader(self.dataset, self.idx if idx is None else idx, batch_size, train=train, stats=self.stats,
                            crop=self.net_cfg.input_size, downsample=self.net_cfg.downsample,
-                           noise_std=self.cfg.noise_std, seed=self.cfg.seed)
+                           noise_std=self.cfg.noise_std, seed=self.cfg.seed, pin_memory=self.cfg.device == "gpu")
 
     def _dev(self, a):
         return self.xp.asarray(a)
@@ -298,13 +298,16 @@ class Trainer:
                 cand = sample_candidates(rng, len(self.bank_mm), cfg.candidates, ws.most_frequent(cfg.frequent))
                 images, y_mm = self._dev(batch.images), self._dev(batch.poses)
                 y_n, cand_n = self._dev(self.normalizer.normalize(batch.poses)), bank_n[cand]
-                margins = candidate_margins(y_mm, bank_mm[cand], cfg.margin_scale).astype(y_n.dtype)
+                cand_mm = bank_mm[cand]
+                # the (B, C) margins are kept only when the line search re-selects y_hat with them
+                margins = candidate_margins(y_mm, cand_mm, cfg.margin_scale).astype(y_n.dtype) if cfg.ls_reselect else None
                 (f2, f3), _ = net.convs.forward(params, images)
                 masks = net.image.make_masks(rng, len(images), net.convs.d2, net.convs.d3, images.dtype, xp)
 
                 # stage 1: the most-violated pose of each example among the candidates (eq. 7)
                 f_I, _, _ = net.image.forward(params, f2, f3, masks)
-                v, delta, _ = most_violated(f_I, net.pose.forward(params, cand_n)[0], margins)
+                v, delta, _ = most_violated(f_I, net.pose.forward(params, cand_n)[0], margins, y_mm, cand_mm,
+                                            cfg.margin_scale)
                 chosen = cand[backend.to_numpy(v)]
                 ws.add(chosen)
                 yhat_n = bank_n[chosen]

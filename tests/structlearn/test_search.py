@@ -17,6 +17,9 @@ def test_most_violated_matches_brute_force(B, C, D, scale, seed):
     y = rng.standard_normal((B, 17, 3)) * 100
     cand = rng.standard_normal((C, 17, 3)) * 100
     idx, margin, value = most_violated(f_I, emb, candidate_margins(y, cand, scale))
+    again = most_violated(f_I, emb, None, y, cand, scale)  # margins computed inside (the fused path on a GPU)
+    for a, b in zip(again, (idx, margin, value)):
+        np.testing.assert_array_equal(a, b)
     for i in range(B):
         best, best_c, best_m = -np.inf, None, None
         for c in range(C):
@@ -31,6 +34,8 @@ def test_most_violated_matches_brute_force(B, C, D, scale, seed):
 def test_most_violated_shape_error():
     with pytest.raises(ValueError, match="shapes disagree"):
         most_violated(np.zeros((2, 4)), np.zeros((3, 5)), np.zeros((2, 3)))
+    with pytest.raises(ValueError, match="give the margins, or y_mm and cand_mm"):
+        most_violated(np.zeros((2, 4)), np.zeros((3, 4)))
 
 
 @given(picks=st.lists(st.integers(0, 19), max_size=60), k=st.integers(0, 12))
