@@ -137,7 +137,7 @@ def parse_args(argv=None):
 
 
 def main(argv=None):
-    from nn.backend import keep_freed_memory
+    from nn.backend import GPUUnavailable, keep_freed_memory
     keep_freed_memory()
     args = parse_args(argv)
     from data.dataset import DatasetError
@@ -150,7 +150,7 @@ def main(argv=None):
                        json_path=args.json, figures_dir=args.figures, max_images=args.max_images,
                        device=args.device, batch_size=args.batch_size, chunk=args.bank_chunk,
                        cache=not args.no_cache, progress=not args.no_progress)
-    except (EvalError, DatasetError, CheckpointError) as err:
+    except (EvalError, DatasetError, CheckpointError, GPUUnavailable) as err:
         print(f"run_eval.py: error: {err}", file=sys.stderr)
         return 1
     except OSError as err:

@@ -85,7 +85,7 @@ def config_from_args(args, parser):
 
 
 def main(argv=None):
-    from nn.backend import keep_freed_memory
+    from nn.backend import GPUUnavailable, keep_freed_memory
     keep_freed_memory()
     parser = build_parser()
     args = parser.parse_args(argv)
@@ -99,7 +99,7 @@ def main(argv=None):
             point_latest(cfg.out)
         print(f"run directory: {trainer.out}  (data: {trainer.data_path}, {len(trainer.idx)} training images)")
         out = trainer.run()
-    except (TrainingError, DatasetError, CheckpointError) as err:
+    except (TrainingError, DatasetError, CheckpointError, GPUUnavailable) as err:
         print(f"run_train.py: error: {err}", file=sys.stderr)
         return 1
     except OSError as err:

@@ -56,6 +56,55 @@ def flops(cfg, B, C):
     }
 
 
+def make_phases(cfg, B, C, xp, fused_search=False):
+    """{phase: () -> result} on random inputs of the given sizes, with arrays of module xp (numpy
+    or cupy). fused_search: stage 1 without the (B, C) margins (the fused kernel on the GPU)."""
+    rng = np.random.default_rng(0)
+    S = cfg.input_size
+    dev = (lambda a: a) if xp is np else xp.asarray
+    images = dev(rng.standard_normal((B, 3, S, S), dtype=np.float32))
+    y_n = dev(rng.uniform(-0.8, 0.8, (B, 51)).astype(np.float32))
+    cand_n = dev(rng.uniform(-0.8, 0.8, (C, 51)).astype(np.float32))
+    y_mm = dev(rng.normal(0, 200, (B, 17, 3)).astype(np.float32))
+    cand_mm = dev(rng.normal(0, 200, (C, 17, 3)).astype(np.float32))
+    cells = dev(rng.integers(-1, cfg.detect_grid ** 2, (B, 17)))
+    device = "cpu" if xp is np else "gpu"
+
+    mt = MultiTaskNet(cfg)
+    p_mt = mt.init_params(rng).to(device)
+    masks = mt.image.make_masks(rng, B, mt.convs.d2, mt.convs.d3, np.float32, xp)
+    phases = {"pretrain": lambda: multitask_cost(mt, p_mt, images, y_n, cells, masks, 1.0, 1e-4, p_mt.weight_names)}
+
+    net = StructNet(cfg)
+    p = net.init_params(rng)
+    p["g7.W"] = 0.01 * rng.standard_normal(p["g7.W"].shape).astype(np.float32)
+    p = p.to(device)
+    decay = net.decayed(p)
+
+    def search():
+        (f2, f3), _ = net.convs.forward(p, images)
+        f_I, _, _ = net.image.forward(p, f2, f3, None)
+        emb = net.pose.forward(p, cand_n)[0]
+        if fused_search:
+            return most_violated(f_I, emb, None, y_mm, cand_mm, 1.0)
+        return most_violated(f_I, emb, candidate_margins(y_mm, cand_mm))
+    phases["search"] = search
+    v, delta, _ = search()
+    yhat_n, delta = cand_n[v], delta.astype(np.float32)
+
+    def margin():
+        (f2, f3), _ = net.convs.forward(p, images)
+        return structnet_cost(net, p, f2, f3, y_n, yhat_n, delta, masks, 1.0, 1e-4, decay)
+    phases["margin"] = margin
+    (f2, f3), _ = net.convs.forward(p, images)
+    _, grads, _ = structnet_cost(net, p, f2, f3, y_n, yhat_n, delta, masks, 1.0, 1e-4, decay)
+    margins = candidate_margins(y_mm, cand_mm).astype(np.float32)
+    grads = {k: grads[k] for k in net.trainable(p)}
+    phases["linesearch"] = lambda: grid_line_search(
+        StepCost(net, p, grads, f2, f3, y_n, cand_n, margins, masks, 1.0, 1e-4, decay), step_grid())
+    return phases
+
+
 def run_peer(python, B, C, reps):
     out = subprocess.run([python, PEER, "--batch", str(B), "--candidates", str(C), "--reps", str(reps)],
                          capture_output=True, text=True, check=True).stdout
@@ -74,45 +123,8 @@ def main():
     args = ap.parse_args()
     B, C, reps = args.batch, args.candidates, args.reps
     cfg = PRESETS[args.preset]
-    rng = np.random.default_rng(0)
     S = cfg.input_size
-    images = rng.standard_normal((B, 3, S, S), dtype=np.float32)
-    y_n = rng.uniform(-0.8, 0.8, (B, 51)).astype(np.float32)
-    cand_n = rng.uniform(-0.8, 0.8, (C, 51)).astype(np.float32)
-    y_mm = rng.normal(0, 200, (B, 17, 3)).astype(np.float32)
-    cand_mm = rng.normal(0, 200, (C, 17, 3)).astype(np.float32)
-    cells = rng.integers(-1, cfg.detect_grid ** 2, (B, 17))
-
-    mt = MultiTaskNet(cfg)
-    p_mt = mt.init_params(rng)
-    masks = mt.image.make_masks(rng, B, mt.convs.d2, mt.convs.d3, np.float32)
-    times = {"pretrain": median_time(lambda: multitask_cost(mt, p_mt, images, y_n, cells, masks, 1.0, 1e-4,
-                                                            p_mt.weight_names), reps)}
-
-    net = StructNet(cfg)
-    p = net.init_params(rng)
-    for k in ("g7.W",):
-        p[k] = 0.01 * rng.standard_normal(p[k].shape).astype(np.float32)
-    decay = net.decayed(p)
-
-    def search():
-        (f2, f3), _ = net.convs.forward(p, images)
-        f_I, _, _ = net.image.forward(p, f2, f3, None)
-        return most_violated(f_I, net.pose.forward(p, cand_n)[0], candidate_margins(y_mm, cand_mm))
-    times["search"] = median_time(search, reps)
-    v, delta, _ = search()
-    yhat_n, delta = cand_n[v], delta.astype(np.float32)
-
-    def margin():
-        (f2, f3), _ = net.convs.forward(p, images)
-        return structnet_cost(net, p, f2, f3, y_n, yhat_n, delta, masks, 1.0, 1e-4, decay)
-    times["margin"] = median_time(margin, reps)
-    (f2, f3), _ = net.convs.forward(p, images)
-    _, grads, _ = structnet_cost(net, p, f2, f3, y_n, yhat_n, delta, masks, 1.0, 1e-4, decay)
-    margins = candidate_margins(y_mm, cand_mm).astype(np.float32)
-    grads = {k: grads[k] for k in net.trainable(p)}
-    times["linesearch"] = median_time(lambda: grid_line_search(
-        StepCost(net, p, grads, f2, f3, y_n, cand_n, margins, masks, 1.0, 1e-4, decay), step_grid()), reps)
+    times = {k: median_time(f, reps) for k, f in make_phases(cfg, B, C, np).items()}
 
     rate = gemm_rate()
     fl = flops(cfg, B, C)

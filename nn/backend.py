@@ -25,11 +25,15 @@ DEFAULT_DTYPE = np.float32
 FLOAT_DTYPES = (np.dtype(np.float32), np.dtype(np.float64))
 
 
+class GPUUnavailable(RuntimeError):
+    """The GPU path was asked for where CuPy or a CUDA device is missing."""
+
+
 def cupy():
-    """The CuPy module; a clear error when the GPU path is unavailable."""
+    """The CuPy module; a clear error (GPUUnavailable) when the GPU path is unavailable."""
     if not available:
         why = f"CuPy import failed ({import_error})" if _cupy is None else "no CUDA device found"
-        raise RuntimeError(f"the GPU path is unavailable: {why}; install the 'gpu' extra "
+        raise GPUUnavailable(f"the GPU path is unavailable: {why}; install the 'gpu' extra "
                            "(pip install -e .[gpu]) on a machine with an NVIDIA GPU")
     return _cupy
 

@@ -57,3 +57,10 @@ def test_unreadable_checkpoint_on_resume(tmp_path, capsys):
     (run / "checkpoint.npz").write_bytes(b"garbage")
     code, err = _run(["--resume", "--out", str(run)], capsys)
     assert code == 1 and len(err) == 1 and "checkpoint.npz" in err[0] and "unreadable" in err[0]
+
+
+@pytest.mark.skipif(__import__("nn.backend").backend.available, reason="a GPU is available here")
+def test_gpu_without_a_gpu_is_a_one_line_error(tmp_path, capsys):
+    path = write_tiny_dataset(tmp_path / "tiny.h5")
+    code, err = _run(["--data", path, "--device", "gpu", "--out", str(tmp_path / "run")], capsys)
+    assert code == 1 and len(err) == 1 and "the GPU path is unavailable" in err[0], err
