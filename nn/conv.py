@@ -234,7 +234,7 @@ class Conv2D(Layer):
 
     def _forward_im2col(self, x, W, b):
         xp = backend.get_array_module(x)
-        source = x if xp is not np else pad_hwnc(x, self.ph, self.pw)
+        source = xp.ascontiguousarray(x) if xp is not np else pad_hwnc(x, self.ph, self.pw)
         out_h, out_w = self.output_shape(x.shape[0], x.shape[1])
         n = x.shape[2]
         W2 = self._weight_matrix(W)
