@@ -67,7 +67,7 @@ class FakeDeviceArray:
         return _wrap(self._a[_index(key)])
 
     def __setitem__(self, key, value):
-        self._a[_index(key)] = _unwrap_value(value, allow_host=True)
+        self._a[_index(key)] = _unwrap(value, allow_host=True)  # CuPy accepts host values here
 
     # -- attributes and methods --------------------------------------------------------------
     shape = property(lambda self: self._a.shape)
@@ -131,10 +131,6 @@ def _unwrap(x, allow_host):
     if isinstance(x, (list, tuple)):
         return type(x)(_unwrap(v, allow_host) for v in x)
     return x
-
-
-def _unwrap_value(x, allow_host):
-    return _unwrap(x, allow_host)
 
 
 def _index(key):

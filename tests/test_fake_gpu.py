@@ -73,3 +73,15 @@ def test_training_and_evaluation_on_the_device_path(tiny, ls):
     for a, b in zip(results["cpu"], results["gpu"]):
         assert a["mode"] == b["mode"]
         assert b["mpjpe_all_frames"] == pytest.approx(a["mpjpe_all_frames"], rel=1e-3), a["mode"]
+
+
+def test_the_gpu_suite_itself_runs_against_the_fake():
+    """Keeps the bodies of tests/gpu/ from rotting on machines without a GPU (NN_FAKE_CUPY=1)."""
+    import os
+    import subprocess
+    import sys
+    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    done = subprocess.run([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "-m", "gpu", "tests/gpu"],
+                          cwd=root, env={**os.environ, "NN_FAKE_CUPY": "1"}, capture_output=True, text=True)
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-2000:]
+    assert " passed" in done.stdout and "skipped" not in done.stdout, done.stdout[-500:]
