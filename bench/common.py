@@ -5,8 +5,8 @@ import time
 import numpy as np
 
 
-def median_time(f, reps=5, warmup=1):
-    """Median seconds of f() over reps calls after warmup calls."""
+def run_times(f, reps, warmup):
+    """Seconds of each of reps calls of f(), after warmup untimed calls."""
     for _ in range(warmup):
         f()
     times = []
@@ -14,19 +14,17 @@ def median_time(f, reps=5, warmup=1):
         t0 = time.perf_counter()
         f()
         times.append(time.perf_counter() - t0)
-    return float(np.median(times))
+    return times
+
+
+def median_time(f, reps=5, warmup=1):
+    """Median seconds of f() over reps calls after warmup calls."""
+    return float(np.median(run_times(f, reps, warmup)))
 
 
 def best_time(f, reps=5, warmup=0):
     """Smallest seconds of f() over reps calls: the run least disturbed by other processes."""
-    for _ in range(warmup):
-        f()
-    times = []
-    for _ in range(reps):
-        t0 = time.perf_counter()
-        f()
-        times.append(time.perf_counter() - t0)
-    return min(times)
+    return min(run_times(f, reps, warmup))
 
 
 def gemm_rate(n=2048, reps=10, dtype=np.float32):
