@@ -33,12 +33,13 @@ from tqdm import tqdm
 
 from apf import APFConfig, refine_poses
 from data import h36m
-from data.dataset import BatchLoader, DatasetError, ImageStats, PoseDataset, PoseNormalizer, root_relative
+from data.dataset import BatchLoader, DatasetError, ImageStats, PoseDataset, root_relative
 from data.metrics import mpjpe, p_mpjpe
 from data.skeleton import Skeleton
 from nn import backend
 
 from .checkpoint import CheckpointError
+from .encoding import PoseNormalizer
 from .inference import (average_prefixes, image_outputs, pose_embeddings, regression_outputs, to_host,
                         top_k_scores)
 from .model import load_model

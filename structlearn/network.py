@@ -12,7 +12,7 @@ monotone function (ties included, the gradient is the same), and the ReLU then t
 values. Dropout (rate 0.75 in the paper) acts on the inputs of h1 and h2, the layers the paper
 names ("We use dropout in the fully-connected layers {h1, h2}").
 
-Poses enter the network normalised: y_n = PoseNormalizer.normalize(root-relative pose), (.., 51),
+Poses enter the network normalised: y_n = encoding.PoseNormalizer.normalize(root-relative pose), (.., 51),
 inside (-1, 1) on the training set, so the same vector is the tanh target of eq. 11.
 
 Figure 1's layer sizes are not in the text; PRESETS["paper"] uses conv1 9x9x32, conv2 5x5x32,

@@ -26,13 +26,14 @@ import numpy as np
 from tqdm import tqdm
 
 from data import h36m
-from data.dataset import BatchLoader, ImageStats, PoseDataset, PoseNormalizer, root_relative
+from data.dataset import BatchLoader, ImageStats, PoseDataset, root_relative
 from nn import backend
 from nn.optim import sgd_step
 
 from .checkpoint import load_checkpoint, save_checkpoint
 from .config import STAGES, TrainConfig
 from .cost import StepCost, max_margin_cost, structnet_cost, structnet_cost_from_images
+from .encoding import PoseNormalizer
 from .linesearch import grid_line_search, step_grid
 from .model import load_model, save_model
 from .network import PRESETS, MultiTaskNet, StructNet

@@ -10,11 +10,12 @@ import numpy as np
 import pytest
 
 import run_eval
-from data.dataset import BatchLoader, ImageStats, PoseDataset, PoseNormalizer, root_relative
+from data.dataset import BatchLoader, ImageStats, PoseDataset, root_relative
 from data.metrics import mpjpe
 from nn import backend
 from structlearn.checkpoint import load_checkpoint, save_checkpoint
 from structlearn.config import TrainConfig
+from structlearn.encoding import PoseNormalizer
 from structlearn.inference import image_outputs, pose_embeddings
 from structlearn.model import load_model, save_model
 from structlearn.network import MultiTaskNet, NetConfig, StructNet

@@ -6,8 +6,9 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from data.dataset import ImageStats, PoseNormalizer
+from data.dataset import ImageStats
 from structlearn import evaluate as E
+from structlearn.encoding import PoseNormalizer
 from structlearn.inference import average_prefixes, predict_from_bank, top_k_scores
 from structlearn.network import StructNet
 
