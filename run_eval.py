@@ -16,8 +16,17 @@ is ours. docs/eval.md describes the tables, the JSON and the figures.
 import argparse
 import sys
 
-MODE_CHOICES = ("max", "avg", "apf", "ik", "pred", "hml")
-DEFAULT_MODES = "max,avg,apf,ik,pred,hml"
+from apf import APFConfig
+from data import h36m
+from data.dataset import DatasetError
+from nn.backend import GPUUnavailable, keep_freed_memory
+from structlearn.checkpoint import CheckpointError
+from structlearn.evaluate import MODES, parse_modes
+from structlearn.protocol import EvalConfig, run_evaluation
+from structlearn.trained_run import EvalError
+
+D = EvalConfig()
+DEFAULT_MODES = ",".join(D.modes)
 
 
 def _int_at_least(lowest, what):
@@ -44,29 +53,29 @@ def int_list(text):
 
 
 def build_parser():
-    from apf import APFConfig
-    apf = APFConfig()
+    apf = D.apf
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0], epilog=__doc__.split("\n\n", 1)[1],
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     g = p.add_argument_group("model and data")
-    g.add_argument("--run", default="runs/latest",
+    g.add_argument("--run", default=D.run,
                    help="run directory of run_train.py (model.npz, pretrain_model.npz) or a model.npz "
                         "(default: %(default)s)")
-    g.add_argument("--data", default="", help="HDF5 dataset (default: the file the model was trained on)")
-    g.add_argument("--subjects", default="S9,S11",
+    g.add_argument("--data", default=D.data, help="HDF5 dataset (default: the file the model was trained on)")
+    g.add_argument("--subjects", default=",".join(D.subjects),
                    help="test subjects, comma-separated, or test/train/all (default: %(default)s)")
     g.add_argument("--actions", default="", help="test actions, comma-separated (default: all in the file)")
-    g.add_argument("--max-images", type=non_negative_int, default=0,
+    g.add_argument("--max-images", type=non_negative_int, default=D.max_images,
                    help="evaluate an evenly spaced subset of at most N test images (default: 0 = all)")
-    g.add_argument("--device", default="cpu", choices=("cpu", "gpu"), help="(default: %(default)s)")
-    g.add_argument("--batch-size", type=positive_int, default=256, help="test images per batch (default: %(default)s)")
-    g.add_argument("--bank-chunk", type=positive_int, default=16384,
+    g.add_argument("--device", default=D.device, choices=("cpu", "gpu"), help="(default: %(default)s)")
+    g.add_argument("--batch-size", type=positive_int, default=D.batch_size,
+                   help="test images per batch (default: %(default)s)")
+    g.add_argument("--bank-chunk", type=positive_int, default=D.bank_chunk,
                    help="bank poses scored per GEMM; memory is batch x chunk scores (default: %(default)s)")
     g.add_argument("--no-cache", action="store_true",
                    help="neither read nor write the pose-bank embedding cache (<model>.bank.npz)")
     g = p.add_argument_group("inference")
     g.add_argument("--mode", default=DEFAULT_MODES,
-                   help=f"comma-separated modes among {', '.join(MODE_CHOICES)}, or all (default: %(default)s; "
+                   help=f"comma-separated modes among {', '.join(MODES)}, or all (default: %(default)s; "
                         "hml is dropped from the default when the run has no pretrain_model.npz)")
     g.add_argument("--A", default="auto",
                    help="poses averaged by StructNet-Avg(A) (and the APF/IK targets); auto = 0.5%% of the bank, "
@@ -75,7 +84,7 @@ def build_parser():
                    help="also evaluate StructNet-Avg(A) for these A and draw Figure 3 (error versus A)")
     g.add_argument("--export-topk", nargs=2, metavar=("K", "FILE"), default=None,
                    help="write the K best-scoring bank poses and their scores per test image to FILE (.npz)")
-    g.add_argument("--train-images", type=non_negative_int, default=2000,
+    g.add_argument("--train-images", type=non_negative_int, default=D.train_images,
                    help="training images (evenly spaced) for the alignment statistic and Figure 4; 0 = skip "
                         "(default: %(default)s)")
     g = p.add_argument_group("APF (StructNet-Avg(A)-APF; docs/apf.md)")
@@ -93,63 +102,54 @@ def build_parser():
     return p
 
 
-def parse_args(argv=None):
+def parse_config(argv=None):
+    """The EvalConfig of a command line; a bad value exits with argparse's usage error (status 2)."""
     parser = build_parser()
     args = parser.parse_args(argv)
-    from apf import APFConfig
-    from data import h36m
-    from structlearn.evaluate import parse_modes
     try:
-        args.modes = parse_modes(args.mode)
+        modes = parse_modes(args.mode)
     except ValueError as err:
         parser.error(f"--mode: {err}")
-    args.modes_explicit = args.mode != DEFAULT_MODES
     try:
-        args.subject_list = h36m.parse_subjects(args.subjects)
+        subjects = h36m.parse_subjects(args.subjects)
     except ValueError as err:
         parser.error(f"--subjects: {err}")
-    args.action_list = None
+    actions = ()
     if args.actions.strip():
         try:
-            args.action_list = [h36m.canonical_action(a.strip()) for a in args.actions.split(",") if a.strip()]
+            actions = tuple(h36m.canonical_action(a.strip()) for a in args.actions.split(",") if a.strip())
         except ValueError as err:
             parser.error(f"--actions: {err}")
-    if args.A == "auto":
-        args.A_value = None
-    else:
+    A = None
+    if args.A != "auto":
         try:
-            args.A_value = positive_int(args.A)
+            A = positive_int(args.A)
         except argparse.ArgumentTypeError:
             parser.error(f"--A: expected a positive integer or auto, got {args.A!r}")
-    args.topk = None
+    export_k, export_path = 0, ""
     if args.export_topk:
         try:
-            args.topk = (positive_int(args.export_topk[0]), args.export_topk[1])
+            export_k, export_path = positive_int(args.export_topk[0]), args.export_topk[1]
         except argparse.ArgumentTypeError:
             parser.error(f"--export-topk: K must be a positive integer, got {args.export_topk[0]!r}")
     try:
-        args.apf_config = APFConfig(n_particles=args.apf_particles, n_layers=args.apf_layers,
-                                    stages=tuple(s.strip() for s in args.apf_stages.split(",") if s.strip()),
-                                    seed=args.apf_seed)
+        apf = APFConfig(n_particles=args.apf_particles, n_layers=args.apf_layers,
+                        stages=tuple(s.strip() for s in args.apf_stages.split(",") if s.strip()), seed=args.apf_seed)
     except ValueError as err:
         parser.error(f"APF settings: {err}")
-    return args
+    return EvalConfig(run=args.run, data=args.data, subjects=subjects, actions=actions, max_images=args.max_images,
+                      device=args.device, batch_size=args.batch_size, bank_chunk=args.bank_chunk,
+                      cache=not args.no_cache, modes=modes, modes_explicit=args.mode != DEFAULT_MODES, A=A,
+                      sweep=args.sweep_A, export_k=export_k, export_path=export_path,
+                      train_images=args.train_images, apf=apf, json_path=args.json, figures_dir=args.figures,
+                      progress=not args.no_progress)
 
 
 def main(argv=None):
-    from nn.backend import GPUUnavailable, keep_freed_memory
     keep_freed_memory()
-    args = parse_args(argv)
-    from data.dataset import DatasetError
-    from structlearn.checkpoint import CheckpointError
-    from structlearn.evaluate import EvalError, run_evaluation
+    cfg = parse_config(argv)
     try:
-        run_evaluation(run=args.run, data=args.data or None, subjects=args.subject_list, actions=args.action_list,
-                       modes=args.modes, modes_explicit=args.modes_explicit, A=args.A_value, sweep=args.sweep_A,
-                       export_topk=args.topk, train_images=args.train_images, apf_config=args.apf_config,
-                       json_path=args.json, figures_dir=args.figures, max_images=args.max_images,
-                       device=args.device, batch_size=args.batch_size, chunk=args.bank_chunk,
-                       cache=not args.no_cache, progress=not args.no_progress)
+        run_evaluation(cfg)
     except (EvalError, DatasetError, CheckpointError, GPUUnavailable) as err:
         print(f"run_eval.py: error: {err}", file=sys.stderr)
         return 1

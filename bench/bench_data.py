@@ -15,8 +15,11 @@ import time
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 from bench.common import median_time  # noqa: E402
-from data import h36m, synth  # noqa: E402
-from data.dataset import BatchLoader, ImageStats, PoseDataset  # noqa: E402
+from data import h36m  # noqa: E402
+from data.dataset import PoseDataset  # noqa: E402
+from data.imagestats import ImageStats  # noqa: E402
+from data.loader import BatchLoader  # noqa: E402
+from data.synth import generator  # noqa: E402
 
 
 def main():
@@ -29,18 +32,18 @@ def main():
     images, cpu = 0, 0.0
     for a in actions:
         t0 = time.process_time()
-        r = synth.render_sequence(("S5", a, 1, 0, 1.0))
+        r = generator.render_sequence(("S5", a, 1, 0, 1.0))
         cpu += time.process_time() - t0
         images += len(r["images"])
     per_image = cpu / images
-    total = len(synth.tasks(0, 1.0)) * len(h36m.CAMERA_IDS) * synth.frames_per_sequence(1.0)
+    total = len(generator.tasks(0, 1.0)) * len(h36m.CAMERA_IDS) * generator.frames_per_sequence(1.0)
     cores = os.cpu_count() or 1
     print(f"render: {1000 * per_image:.1f} ms CPU per image ({images} images, incl. motion and room)")
     print(f"default dataset: {total} images, about {total * per_image / cores:.0f} s on {cores} cores")
 
     with tempfile.TemporaryDirectory() as d:
-        path = synth.generate(os.path.join(d, "b.h5"), scale=4.0 / synth.FRAMES_PER_SEQUENCE, seed=0, workers=1,
-                              subjects=("S1", "S5"), actions=h36m.ACTIONS[:8], progress=False)
+        path = generator.generate(os.path.join(d, "b.h5"), scale=4.0 / generator.FRAMES_PER_SEQUENCE, seed=0, workers=1,
+                                  subjects=("S1", "S5"), actions=h36m.ACTIONS[:8], progress=False)
         with PoseDataset(path) as ds:
             idx = ds.select()
             stats = ImageStats.for_subjects(ds, ds.subjects)

@@ -7,9 +7,9 @@ the same run. Sections:
   phases      the four phases of bench/bench_train.py (pre-training step, most-violated search,
               max-margin step, line search) and training images per second
   scoring     the most-violated search over 2010 candidates from the image and candidate
-              embeddings: the fused kernel (one GEMM + nn/kernels/search.cu) against one GEMM
-              plus separate CuPy operations (margins kernel, add, argmax) and against margins
-              computed with plain CuPy broadcasting
+              embeddings: the fused kernel (one GEMM + structlearn/kernels/search.cu) against
+              one GEMM plus separate CuPy operations (margins kernel, add, argmax) and against
+              margins computed with plain CuPy broadcasting
   inference   images per second of StructNet-Max and Avg(500) over a bank of 100,000 poses
 
     python bench/bench_gpu.py [--reps 20] [--warmup 3] [--preset paper]
@@ -25,8 +25,8 @@ from bench.bench_train import flops, make_phases  # noqa: E402
 from bench.common import conv_flops  # noqa: E402
 from nn import backend  # noqa: E402
 from nn.conv import Conv2D  # noqa: E402
-from nn.kernels import ops  # noqa: E402
 from nn.pool import MaxPool2D  # noqa: E402
+from structlearn import search_kernels  # noqa: E402
 from structlearn.inference import top_k_scores  # noqa: E402
 from structlearn.network import PRESETS  # noqa: E402
 
@@ -103,10 +103,10 @@ def bench_scoring(cp, B, C, D, reps, warmup, rate):
     cand = cp.asarray(rng.normal(0, 200, (C, 17, 3)).astype(np.float32))
 
     def fused():
-        return ops.most_violated(f_I @ emb.T, y, cand, 1.0)
+        return search_kernels.most_violated(f_I @ emb.T, y, cand, 1.0)
 
     def separate():
-        values = f_I @ emb.T + ops.pairwise_mpjpe(y, cand)
+        values = f_I @ emb.T + search_kernels.pairwise_mpjpe(y, cand)
         idx = values.argmax(axis=1)
         return idx, values[cp.arange(B), idx]
 

@@ -23,6 +23,7 @@ from nn.backend import keep_freed_memory  # noqa: E402
 
 from apf import APFConfig, refine_poses  # noqa: E402
 from bench.common import best_time, gemm_rate  # noqa: E402
+from data.h36m import N_JOINTS  # noqa: E402
 from data.skeleton import ANGLE_LIMITS, N_ANGLES, Skeleton, clip_angles  # noqa: E402
 from structlearn.inference import average_prefixes, image_outputs, top_k_scores  # noqa: E402
 from structlearn.network import PRESETS, StructNet  # noqa: E402
@@ -47,7 +48,7 @@ def bench_network(preset, batch, reps, rng):
 def bench_bank(D, M, batch, A, chunk, reps, rng, gflops):
     f_I = np.maximum(rng.standard_normal((batch, D)), 0).astype(np.float32)   # ReLU outputs, like f_I
     emb = np.maximum(rng.standard_normal((M, D)), 0).astype(np.float32)
-    poses = rng.normal(0, 300, (M, 17, 3)).astype(np.float32)
+    poses = rng.normal(0, 300, (M, N_JOINTS, 3)).astype(np.float32)
     floor = 2.0 * batch * M * D / (gflops * 1e9)
     t_gemm = best_time(lambda: [f_I @ emb[s:s + chunk].T for s in range(0, M, chunk)], reps, warmup=1)
 

@@ -3,11 +3,12 @@
 Times one mini-batch of each phase of training, median of --reps, and its ratio to the GEMM
 floor (the phase's multiply-add FLOPs / the float32 GEMM rate measured in this run):
   pretrain   a full forward+backward of the multi-task network (conv stack + h1-h3 + heads)
-  search     stage 1 of Algorithm 1: frozen conv forward, image embedding, embeddings of 2010
-             candidate poses, scores + MPJPE margins, argmax
-  margin     stage 2 without the line search: frozen conv forward, cost and gradients of the
-             fully connected layers on (x, y, y_hat)
-  linesearch the 10-point grid line search of stage 2 (y_hat re-selected at each trial step)
+  search     stage 1 of Algorithm 1 (Algorithm1Step.search): frozen conv forward, image embedding,
+             embeddings of 2010 candidate poses, scores + MPJPE margins, argmax
+  margin     stage 2 without the line search (Algorithm1Step.gradient) after a frozen conv
+             forward: cost and gradients of the fully connected layers on (x, y, y_hat)
+  linesearch the 10-point grid line search of stage 2 (Algorithm1Step.line_search; y_hat
+             re-selected at each trial step)
 With --torch PYTHON (a Python with PyTorch, never a dependency of this project) it also runs the
 PyTorch peer ../shared/bench/torch_structnet.py in the same run and prints the ratios.
 
@@ -18,17 +19,20 @@ import os
 import re
 import subprocess
 import sys
+from dataclasses import replace
 
 import numpy as np
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 from bench.common import conv_flops, gemm_rate, median_time  # noqa: E402
+from data.h36m import N_JOINTS, POSE_DIM  # noqa: E402
 from nn.backend import keep_freed_memory  # noqa: E402
-from structlearn.cost import StepCost, structnet_cost  # noqa: E402
-from structlearn.linesearch import grid_line_search, step_grid  # noqa: E402
+from structlearn.algorithm1 import Algorithm1Step  # noqa: E402
+from structlearn.cost import Objective  # noqa: E402
+from structlearn.linesearch import step_grid  # noqa: E402
 from structlearn.network import PRESETS, MultiTaskNet, StructNet  # noqa: E402
 from structlearn.pretrain import multitask_cost  # noqa: E402
-from structlearn.search import candidate_margins, most_violated  # noqa: E402
+from structlearn.search import WorkingSet  # noqa: E402
 
 PEER = os.path.join(os.path.dirname(__file__), "..", "..", "shared", "bench", "torch_structnet.py")
 
@@ -45,10 +49,10 @@ def flops(cfg, B, C):
     net = StructNet(cfg)
     d2, d3, H, D = net.convs.d2, net.convs.d3, cfg.hidden, cfg.embed
     trunk = 2 * B * (d2 * H + d3 * H + 2 * H * H)
-    aux = 2 * B * H * 51
-    det = 2 * B * H * 17 * cfg.detect_grid ** 2
+    aux = 2 * B * H * POSE_DIM
+    det = 2 * B * H * N_JOINTS * cfg.detect_grid ** 2
     img = trunk + 2 * B * H * D + aux
-    pose = 2 * (51 * D + D * D)  # per pose
+    pose = 2 * (POSE_DIM * D + D * D)  # per pose
     return {
         "pretrain": conv_f + conv_b + 3 * (trunk + aux + det),
         "search": conv_f + img + C * pose + 2 * B * D * C,
@@ -58,16 +62,18 @@ def flops(cfg, B, C):
 
 def make_phases(cfg, B, C, xp, fused_search=False):
     """{phase: () -> result} on random inputs of the given sizes, with arrays of module xp (numpy
-    or cupy). fused_search: stage 1 without the (B, C) margins (the fused kernel on the GPU)."""
+    or cupy). The Algorithm 1 phases are the stages of the trainer's own structlearn.algorithm1.
+    Algorithm1Step, over a pose space of C poses that are all candidates. fused_search: stage 1
+    without the (B, C) margins (the fused kernel on the GPU)."""
     rng = np.random.default_rng(0)
     S = cfg.input_size
     dev = (lambda a: a) if xp is np else xp.asarray
     images = dev(rng.standard_normal((B, 3, S, S), dtype=np.float32))
-    y_n = dev(rng.uniform(-0.8, 0.8, (B, 51)).astype(np.float32))
-    cand_n = dev(rng.uniform(-0.8, 0.8, (C, 51)).astype(np.float32))
-    y_mm = dev(rng.normal(0, 200, (B, 17, 3)).astype(np.float32))
-    cand_mm = dev(rng.normal(0, 200, (C, 17, 3)).astype(np.float32))
-    cells = dev(rng.integers(-1, cfg.detect_grid ** 2, (B, 17)))
+    y_n = dev(rng.uniform(-0.8, 0.8, (B, POSE_DIM)).astype(np.float32))
+    bank_n = dev(rng.uniform(-0.8, 0.8, (C, POSE_DIM)).astype(np.float32))
+    y_mm = dev(rng.normal(0, 200, (B, N_JOINTS, 3)).astype(np.float32))
+    bank_mm = dev(rng.normal(0, 200, (C, N_JOINTS, 3)).astype(np.float32))
+    cells = dev(rng.integers(-1, cfg.detect_grid ** 2, (B, N_JOINTS)))
     device = "cpu" if xp is np else "gpu"
 
     mt = MultiTaskNet(cfg)
@@ -79,29 +85,21 @@ def make_phases(cfg, B, C, xp, fused_search=False):
     p = net.init_params(rng)
     p["g7.W"] = 0.01 * rng.standard_normal(p["g7.W"].shape).astype(np.float32)
     p = p.to(device)
-    decay = net.decayed(p)
 
-    def search():
-        (f2, f3), _ = net.convs.forward(p, images)
-        f_I, _, _ = net.image.forward(p, f2, f3, None)
-        emb = net.pose.forward(p, cand_n)[0]
-        if fused_search:
-            return most_violated(f_I, emb, None, y_mm, cand_mm, 1.0)
-        return most_violated(f_I, emb, candidate_margins(y_mm, cand_mm))
-    phases["search"] = search
-    v, delta, _ = search()
-    yhat_n, delta = cand_n[v], delta.astype(np.float32)
+    def algorithm1(reselect):
+        return Algorithm1Step(net, bank_mm, bank_n, WorkingSet(C), Objective(1.0, 1e-4, tuple(net.decayed(p))),
+                              net.trainable(p), step_grid(), C, 0, 1.0, reselect=reselect)
+    alg = algorithm1(reselect=True)
+    searcher = algorithm1(reselect=False) if fused_search else alg
+    phases["search"] = lambda: searcher.search(p, images, y_mm, y_n, np.random.default_rng(1))
+    d = alg.search(p, images, y_mm, y_n, np.random.default_rng(1))
 
-    def margin():
+    def margin():  # stage 2 with the frozen conv forward, as the peer's margin step
         (f2, f3), _ = net.convs.forward(p, images)
-        return structnet_cost(net, p, f2, f3, y_n, yhat_n, delta, masks, 1.0, 1e-4, decay)
+        return alg.gradient(p, replace(d, f2=f2, f3=f3))
     phases["margin"] = margin
-    (f2, f3), _ = net.convs.forward(p, images)
-    _, grads, _ = structnet_cost(net, p, f2, f3, y_n, yhat_n, delta, masks, 1.0, 1e-4, decay)
-    margins = candidate_margins(y_mm, cand_mm).astype(np.float32)
-    grads = {k: grads[k] for k in net.trainable(p)}
-    phases["linesearch"] = lambda: grid_line_search(
-        StepCost(net, p, grads, f2, f3, y_n, cand_n, margins, masks, 1.0, 1e-4, decay), step_grid())
+    _, grads = alg.gradient(p, d)
+    phases["linesearch"] = lambda: alg.line_search(p, grads, d)
     return phases
 
 

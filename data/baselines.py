@@ -21,7 +21,8 @@ import sys
 import numpy as np
 
 from data import h36m
-from data.dataset import DatasetError, PoseDataset, downsample_images, root_relative
+from data.dataset import IMAGE_SIZE, DatasetError, PoseDataset, root_relative
+from data.loader import downsample_images
 from data.metrics import mpjpe
 
 
@@ -80,9 +81,9 @@ def run(path, train=h36m.TRAIN_SUBJECTS, test=h36m.TEST_SUBJECTS, size=16):
         errors = {"mean pose": mpjpe(np.broadcast_to(y_train.mean(axis=0), y_test.shape), y_test)}
         nn = nearest_neighbours(image_features(ds, te, size), image_features(ds, tr, size))
         errors[f"nearest neighbour ({size}x{size})"] = mpjpe(y_train[nn], y_test)
-        W, b = ridge(gradient_histograms(ds, tr).astype(np.float64), y_train.reshape(len(tr), 51))
+        W, b = ridge(gradient_histograms(ds, tr).astype(np.float64), y_train.reshape(len(tr), h36m.POSE_DIM))
         pred = gradient_histograms(ds, te) @ W + b
-        errors["ridge on gradient histograms"] = mpjpe(pred.reshape(-1, 17, 3), y_test)
+        errors["ridge on gradient histograms"] = mpjpe(pred.reshape(-1, h36m.N_JOINTS, 3), y_test)
         return errors, ds.metadata(te)
 
 
@@ -106,8 +107,8 @@ def main(argv=None):
     parser.add_argument("--test", default="test", help="test subjects (default S9,S11)")
     parser.add_argument("--size", type=int, default=16, help="side of the nearest-neighbour pixel space (default 16)")
     args = parser.parse_args(argv)
-    if args.size < 1 or 128 % args.size:
-        parser.error("--size must divide 128")
+    if args.size < 1 or IMAGE_SIZE % args.size:
+        parser.error(f"--size must divide {IMAGE_SIZE}")
     try:
         errors, meta = run(args.data, args.train, args.test, args.size)
     except DatasetError as e:

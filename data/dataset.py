@@ -1,8 +1,8 @@
-"""The one HDF5 dataset format of the project, its writer, its validating reader and the batch loader.
+"""The one HDF5 dataset format of the project: its schema, its writer and its validating reader.
 
 File layout (FORMAT_VERSION 1; docs/data.md has the full schema):
 
-    images     uint8   (N, S, S, 3)  RGB crops, S = 128, one image per chunk (fast random reads)
+    images     uint8   (N, S, S, 3)  RGB crops, S = IMAGE_SIZE, one image per chunk (fast random reads)
     poses      float32 (N, 17, 3)    joints in camera coordinates, mm (absolute, not root-relative)
     subject    bytes   (N,)          "S1" ... "S11"
     action     bytes   (N,)          canonical action name (data.h36m.ACTIONS)
@@ -16,28 +16,24 @@ File layout (FORMAT_VERSION 1; docs/data.md has the full schema):
     attributes: format_version, source ("synthetic" | "h36m"), joint_names (JSON), parents,
                 cameras (JSON: intrinsics, extrinsics where known), generator (JSON, synthetic only)
 
-Loader conventions: poses are served root-relative (joint 0 subtracted); images as float32 NCHW,
-mean-subtracted and divided by one scalar pixel scale (ImageStats).
+The network's inputs are served by data.loader (root-relative poses, normalised NCHW images).
 """
 import json
 import os
 import re
-from collections import namedtuple
-from concurrent.futures import ThreadPoolExecutor
 
 import h5py
 import numpy as np
 
 from data import h36m
-from nn import backend
+from data.h36m import N_JOINTS
 
 FORMAT_VERSION = 1
 SOURCES = ("synthetic", "h36m")
-IMAGE_SIZE = 128
+IMAGE_SIZE = 128   # side of the stored square crops, pixels
 _STRING_FIELDS = {"subject": 8, "action": 16, "camera": 16}
 _INT_FIELDS = {"subaction": np.int16, "frame": np.int32}
 _META_FIELDS = ("subject", "action", "subaction", "camera", "frame")
-BOX_MARGIN = 0.2   # default crop: (1 + margin) x the larger extent of the projected joints
 
 
 class DatasetError(ValueError):
@@ -64,7 +60,7 @@ class DatasetWriter:
     append(images (n,S,S,3) uint8, poses (n,17,3) mm, subject, action, subaction, camera, frame,
            box=None) where the metadata are scalars (shared by the n rows) or length-n sequences
         and box (n,3) is the crop (x0, y0, side) in the full image (None: the square box around
-        the projected joints, data.h36m.square_box with BOX_MARGIN).
+        the projected joints, data.h36m.square_box with data.h36m.BOX_MARGIN).
     set_tpose(subject, (17,3)); close(). Use as a context manager: an exception discards the file.
     """
 
@@ -95,8 +91,8 @@ class DatasetWriter:
         f.create_dataset("images", (0, s, s, 3), maxshape=(None, s, s, 3), dtype=np.uint8,
                          chunks=(1, s, s, 3), compression=compression,
                          compression_opts=compression_opts if compression == "gzip" else None)
-        f.create_dataset("poses", (0, 17, 3), maxshape=(None, 17, 3), dtype=np.float32,
-                         chunks=(4096, 17, 3))
+        f.create_dataset("poses", (0, N_JOINTS, 3), maxshape=(None, N_JOINTS, 3), dtype=np.float32,
+                         chunks=(4096, N_JOINTS, 3))
         f.create_dataset("box", (0, 3), maxshape=(None, 3), dtype=np.float32, chunks=(8192, 3))
         for name, length in _STRING_FIELDS.items():
             f.create_dataset(name, (0,), maxshape=(None,), dtype=f"S{length}", chunks=(8192,))
@@ -111,8 +107,8 @@ class DatasetWriter:
         s = self.image_size
         if images.shape != (n, s, s, 3) or images.dtype != np.uint8:
             raise ValueError(f"images must be uint8 ({n},{s},{s},3), got {images.dtype} {images.shape}")
-        if poses.shape != (n, 17, 3):
-            raise ValueError(f"poses must be ({n},17,3), got {poses.shape}")
+        if poses.shape != (n, N_JOINTS, 3):
+            raise ValueError(f"poses must be ({n},{N_JOINTS},3), got {poses.shape}")
         if not np.isfinite(poses).all():
             raise ValueError("poses contain NaN or inf")
         columns = {"subject": subject, "action": action, "subaction": subaction, "camera": camera,
@@ -155,7 +151,7 @@ class DatasetWriter:
         # A pose partly behind the camera has no meaningful projection: use the whole frame.
         if (pose[:, 2] <= 1.0).any():
             return np.array([0.0, 0.0, max(camera.width, camera.height)])
-        return h36m.square_box(h36m.project(pose, camera), BOX_MARGIN)
+        return h36m.square_box(h36m.project(pose, camera), h36m.BOX_MARGIN)
 
     def _accumulate_moments(self, images, subjects):
         # Exact integer sums per subject, so any subset of subjects gets its exact RGB statistics.
@@ -169,8 +165,8 @@ class DatasetWriter:
     def set_tpose(self, subject, tpose):
         """Store the neutral T pose (17,3) mm of `subject` (root at the origin, z up)."""
         tpose = np.asarray(tpose, dtype=np.float32)
-        if tpose.shape != (17, 3) or not np.isfinite(tpose).all():
-            raise ValueError(f"T pose of {subject} must be finite (17,3), got {tpose.shape}")
+        if tpose.shape != (N_JOINTS, 3) or not np.isfinite(tpose).all():
+            raise ValueError(f"T pose of {subject} must be finite ({N_JOINTS},3), got {tpose.shape}")
         self._tposes[h36m.parse_subjects([subject])[0]] = tpose
 
     def close(self):
@@ -263,7 +259,7 @@ class PoseDataset:
         if self.source not in SOURCES:
             self._fail("source", f"expected one of {', '.join(SOURCES)}, got {self.source!r}")
         if self._json_attr("joint_names") != list(h36m.JOINT_NAMES):
-            self._fail("joint_names", "expected the 17 Human3.6M joints in data.h36m order")
+            self._fail("joint_names", f"expected the {N_JOINTS} Human3.6M joints in data.h36m order")
         if tuple(np.asarray(self._attr("parents")).tolist()) != h36m.PARENTS:
             self._fail("parents", f"expected {list(h36m.PARENTS)}")
         self.camera_info = self._json_attr("cameras")
@@ -287,8 +283,8 @@ class PoseDataset:
         self.n = images.shape[0]
         self.image_size = images.shape[1]
         poses = dataset("poses")
-        if poses.dtype.kind != "f" or poses.shape != (self.n, 17, 3):
-            self._fail("poses", f"expected float ({self.n},17,3), got {poses.dtype} {poses.shape}")
+        if poses.dtype.kind != "f" or poses.shape != (self.n, N_JOINTS, 3):
+            self._fail("poses", f"expected float ({self.n},{N_JOINTS},3), got {poses.dtype} {poses.shape}")
         box = dataset("box")
         if box.dtype.kind != "f" or box.shape != (self.n, 3):
             self._fail("box", f"expected float ({self.n},3), got {box.dtype} {box.shape}")
@@ -305,7 +301,7 @@ class PoseDataset:
                 self._fail(name, f"expected integers ({self.n},), got {d.dtype} {d.shape}")
 
         # Contents: poses finite (read in chunks so a huge file stays bounded in memory).
-        self._poses = np.empty((self.n, 17, 3), dtype=np.float32)
+        self._poses = np.empty((self.n, N_JOINTS, 3), dtype=np.float32)
         for lo in range(0, self.n, 65536):
             block = poses[lo:lo + 65536].astype(np.float32)
             bad = ~np.isfinite(block).all(axis=(1, 2))
@@ -333,8 +329,8 @@ class PoseDataset:
             if key not in f:
                 self._fail("tpose", f"missing T pose of subject {s}")
             t = np.asarray(f[key][()], dtype=np.float32)
-            if t.shape != (17, 3) or not np.isfinite(t).all():
-                self._fail(key, f"expected finite (17,3), got {t.shape}")
+            if t.shape != (N_JOINTS, 3) or not np.isfinite(t).all():
+                self._fail(key, f"expected finite ({N_JOINTS},3), got {t.shape}")
             self._tposes[s] = t
 
     # ------------------------------------------------------------------ access
@@ -413,11 +409,17 @@ class PoseDataset:
         image covers x0 + [j, j+1) * side / S, y0 + [i, i+1) * side / S."""
         return self._box[self._index(idx)].copy()
 
-    def crop_joints(self, idx=None):
+    def crop_joints(self, idx=None, poses=None):
         """float32 (n,17,2) 2-D joints (x, y) in the stored S x S crops' pixel units: each pose
-        projected by its camera (with distortion), minus the box corner, scaled by S / side."""
+        projected by its row's camera (with distortion), minus the box corner, scaled by S / side.
+        poses: (n,17,3) camera-coordinate poses in mm to project instead of the stored ones (a
+        prediction placed at the true root, say)."""
         rows = self._index(idx)
-        poses, boxes, cams = self._poses[rows], self._box[rows], self._meta["camera"][rows]
+        boxes, cams = self._box[rows], self._meta["camera"][rows]
+        if poses is None:
+            poses = self._poses[rows]
+        elif np.shape(poses) != (len(rows), N_JOINTS, 3):
+            raise ValueError(f"crop_joints: poses {np.shape(poses)} do not match the {len(rows)} rows")
         out = np.empty(poses.shape[:2] + (2,), dtype=np.float32)
         for cid in np.unique(cams):
             sel = cams == cid
@@ -491,192 +493,3 @@ def root_relative(poses):
     """(...,17,3) poses -> the same poses minus their root joint (joint 0)."""
     poses = np.asarray(poses)
     return poses - poses[..., h36m.ROOT:h36m.ROOT + 1, :]
-
-
-# ============================================================================ image statistics
-class ImageStats:
-    """RGB statistics of a set of images (pixel values 0..255).
-
-    mean (3,), cov (3,3), eigval (3,) descending with eigvec (3,3) columns (cov = V diag(l) V^T),
-    scale = sqrt(trace(cov) / 3), the RMS per-channel standard deviation: inputs are fed to the
-    network as (x + colour_noise - mean) / scale, about unit variance.
-    """
-
-    def __init__(self, mean, cov):
-        self.mean = np.asarray(mean, dtype=np.float64).reshape(3)
-        self.cov = np.asarray(cov, dtype=np.float64).reshape(3, 3)
-        eigval, eigvec = np.linalg.eigh(self.cov)
-        order = np.argsort(eigval)[::-1]
-        self.eigval = np.maximum(eigval[order], 0.0)
-        self.eigvec = eigvec[:, order]
-        self.scale = float(np.sqrt(max(np.trace(self.cov) / 3, 1e-12)))
-
-    @classmethod
-    def from_moments(cls, count, total, outer):
-        """From the pixel count, per-channel sum (3,) and sum of outer products (3,3)."""
-        mean = np.asarray(total, dtype=np.float64) / count
-        cov = np.asarray(outer, dtype=np.float64) / count - np.outer(mean, mean)
-        return cls(mean, cov)
-
-    @classmethod
-    def compute(cls, dataset, idx, chunk=512):
-        """One chunked pass over the images of rows idx of a PoseDataset."""
-        idx = np.asarray(idx, dtype=np.int64)
-        if len(idx) == 0:
-            raise ValueError("ImageStats.compute: no images selected")
-        count, total, outer = 0, np.zeros(3), np.zeros((3, 3))
-        for lo in range(0, len(idx), chunk):
-            pixels = dataset.read_images(np.sort(idx[lo:lo + chunk])).reshape(-1, 3).astype(np.float64)
-            count += len(pixels)
-            total += pixels.sum(axis=0)
-            outer += pixels.T @ pixels
-        return cls.from_moments(count, total, outer)
-
-    @classmethod
-    def for_subjects(cls, dataset, subjects):
-        """Statistics of all images of `subjects`, from the file's stored moments when present."""
-        names = h36m.parse_subjects(subjects)
-        moments = dataset.image_moments(names)
-        if moments is None:
-            return cls.compute(dataset, dataset.select(subjects=names))
-        return cls.from_moments(*moments)
-
-    def color_noise(self, alpha):
-        """PCA colour shifts (B,3) for coefficients alpha (B,3): V @ (alpha * sqrt(eigval)).
-
-        AlexNet ("As in [17]") adds sum_i alpha_i lambda_i p_i with alpha_i ~ N(0, 0.1). We take
-        lambda_i as the standard deviation along principal axis p_i (sqrt of the covariance
-        eigenvalue) so the shift is in pixel units: noise_std = 0.1 moves colours by 10% of their
-        spread along each axis, whatever the images' contrast.
-        """
-        return (np.asarray(alpha) * np.sqrt(self.eigval)) @ self.eigvec.T
-
-    def to_dict(self):
-        return {"mean": self.mean.tolist(), "cov": self.cov.tolist()}
-
-    @classmethod
-    def from_dict(cls, d):
-        return cls(d["mean"], d["cov"])
-
-
-# ============================================================================ batch loader
-Batch = namedtuple("Batch", ["images", "poses", "index", "joints2d"])
-Batch.__doc__ = """images float32 (B,3,crop,crop) NCHW; poses float32 (B,17,3) root-relative mm;
-index int64 (B,) file rows; joints2d float32 (B,17,2) the joints' (x, y) in the served crop's
-pixels (for the joint-detection task of the pre-training)."""
-
-
-def downsample_images(images, factor):
-    """Box-average (B,S,S,C) images by an integer factor -> (B,S/factor,S/factor,C) float32."""
-    images = np.asarray(images, dtype=np.float32)
-    if factor == 1:
-        return images
-    b, s, _, c = images.shape
-    if s % factor:
-        raise ValueError(f"image size {s} is not divisible by downsample factor {factor}")
-    return images.reshape(b, s // factor, factor, s // factor, factor, c).mean(axis=(2, 4))
-
-
-class BatchLoader:
-    """Mini-batches of (image, root-relative pose) with the paper's augmentation.
-
-    BatchLoader(dataset, idx, batch_size, train=..., stats=ImageStats, crop=112, downsample=1,
-                noise_std=0.1, seed=0, preload="auto")
-    Training: random crop x crop window of the (box-downsampled) image, PCA colour noise
-    (ImageStats.color_noise, alpha ~ N(0, noise_std)), minus the mean, divided by stats.scale;
-    shuffled each epoch by default_rng([seed, epoch]), augmentation by default_rng([seed, epoch, b]),
-    so resuming at (epoch, start_batch) reproduces an uninterrupted run exactly; the last partial
-    batch is dropped. Test: centre crop, no noise, file order, the last partial batch kept.
-    Images are preloaded when they fit in `max_preload_bytes` (preload="auto"), otherwise read from
-    the file per batch; a background thread prepares the next batch either way, so on the GPU the
-    host's batching overlaps the device's work. pin_memory=True (the trainer's choice on the GPU)
-    writes the images into page-locked memory, so their copy to the device is a DMA.
-    """
-
-    def __init__(self, dataset, idx, batch_size, *, train, stats, crop=112, downsample=1,
-                 noise_std=0.1, seed=0, preload="auto", max_preload_bytes=2 << 30, pin_memory=False):
-        self.dataset = dataset
-        self.pin_memory = bool(pin_memory)
-        self.idx = np.asarray(idx, dtype=np.int64)
-        self.batch_size = int(batch_size)
-        self.train = bool(train)
-        self.stats = stats
-        self.crop = int(crop)
-        self.downsample = int(downsample)
-        self.noise_std = float(noise_std)
-        self.seed = int(seed)
-        if self.batch_size < 1:
-            raise ValueError(f"batch_size must be positive, got {batch_size}")
-        if self.downsample < 1 or dataset.image_size % self.downsample:
-            raise ValueError(f"downsample must divide the image size {dataset.image_size}, got {downsample}")
-        self.size = dataset.image_size // self.downsample
-        if not 1 <= self.crop <= self.size:
-            raise ValueError(f"crop {crop} does not fit in the {self.size}x{self.size} "
-                             f"(downsampled by {self.downsample}) images")
-        if len(self.idx) == 0:
-            raise ValueError("BatchLoader: empty selection")
-        if self.train and len(self.idx) < self.batch_size:
-            raise ValueError(f"BatchLoader: {len(self.idx)} training rows make no full batch of {batch_size}")
-        self.poses = root_relative(dataset.poses(self.idx)).astype(np.float32)
-        self.joints2d = dataset.crop_joints(self.idx) / np.float32(self.downsample)
-        s = dataset.image_size
-        nbytes = len(self.idx) * s * s * 3
-        if preload == "auto":
-            preload = nbytes <= max_preload_bytes
-        self.images = dataset.read_images(self.idx) if preload else None
-
-    @property
-    def n_batches(self):
-        if self.train:
-            return len(self.idx) // self.batch_size
-        return -(-len(self.idx) // self.batch_size)
-
-    def order(self, epoch):
-        """Positions into idx in the order served in `epoch`."""
-        if not self.train:
-            return np.arange(len(self.idx))
-        return np.random.default_rng([self.seed, epoch]).permutation(len(self.idx))
-
-    def _images(self, positions):
-        if self.images is not None:
-            return self.images[positions]
-        return self.dataset.read_images(self.idx[positions])
-
-    def make_batch(self, epoch, b, order=None):
-        """Batch b of `epoch` (a pure function of seed, epoch and b)."""
-        order = self.order(epoch) if order is None else order
-        positions = order[b * self.batch_size:(b + 1) * self.batch_size]
-        images = downsample_images(self._images(positions), self.downsample)
-        n, c = len(positions), self.crop
-        if self.train:
-            rng = np.random.default_rng([self.seed, epoch, b])
-            oy = rng.integers(0, self.size - c + 1, size=n)
-            ox = rng.integers(0, self.size - c + 1, size=n)
-            shift = self.stats.color_noise(rng.normal(0.0, self.noise_std, size=(n, 3)))
-        else:
-            oy = ox = np.full(n, (self.size - c) // 2)
-            shift = np.zeros((n, 3))
-        out = np.empty((n, c, c, 3), dtype=np.float32)
-        for i in range(n):
-            out[i] = images[i, oy[i]:oy[i] + c, ox[i]:ox[i] + c]
-        out += (shift - self.stats.mean).astype(np.float32)[:, None, None, :]
-        out *= np.float32(1.0 / self.stats.scale)
-        joints2d = self.joints2d[positions] - np.stack([ox, oy], axis=1)[:, None, :].astype(np.float32)
-        nchw = backend.empty_pinned((n, 3, c, c), np.float32) if self.pin_memory else np.empty((n, 3, c, c), np.float32)
-        nchw[...] = out.transpose(0, 3, 1, 2)
-        return Batch(nchw, self.poses[positions].copy(),
-                     self.idx[positions].copy(), joints2d)
-
-    def epoch(self, epoch, start_batch=0):
-        """Iterator over the batches start_batch..n_batches-1 of `epoch`."""
-        order = self.order(epoch)
-        if not 0 <= start_batch <= self.n_batches:
-            raise ValueError(f"start_batch {start_batch} outside [0, {self.n_batches}]")
-        with ThreadPoolExecutor(max_workers=1) as pool:
-            pending = None
-            for b in range(start_batch, self.n_batches):
-                current = pending.result() if pending is not None else self.make_batch(epoch, b, order)
-                # Prepare the next batch while the caller trains on this one.
-                pending = pool.submit(self.make_batch, epoch, b + 1, order) \
-                    if b + 1 < self.n_batches else None
-                yield current

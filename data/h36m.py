@@ -18,6 +18,7 @@ JOINT_NAMES = (
     "Neck/Nose", "Head", "LShoulder", "LElbow", "LWrist", "RShoulder", "RElbow", "RWrist",
 )
 N_JOINTS = 17
+POSE_DIM = 3 * N_JOINTS     # a pose as one vector: (x, y, z) of each joint in turn
 ROOT = 0
 PARENTS = (-1, 0, 1, 2, 0, 4, 5, 0, 7, 8, 9, 8, 11, 12, 8, 14, 15)
 LEFT_JOINTS = (4, 5, 6, 11, 12, 13)
@@ -338,7 +339,11 @@ def project_to_crop(poses, camera, boxes, size):
     return (uv - boxes[:, None, :2]) * (size / boxes[:, None, 2:3])
 
 
-def square_box(points_2d, margin=0.2, min_size=32.0):
+# Both datasets crop with this margin: (1 + margin) x the larger extent of the projected joints.
+BOX_MARGIN = 0.2
+
+
+def square_box(points_2d, margin=BOX_MARGIN, min_size=32.0):
     """Square crop box (x0, y0, size) around 2D points (...,N,2) in pixels, as (...,3) floats.
 
     The box is centred on the points' bounding box and its side is the larger extent times

@@ -11,8 +11,6 @@ Averages over a test set (per frame or per action) are the caller's choice and m
 """
 import numpy as np
 
-from nn import backend
-
 
 def _check_pair(pred, gt, names=("pred", "gt")):
     pred, gt = np.asarray(pred), np.asarray(gt)
@@ -31,7 +29,9 @@ def mpjpe(pred, gt):
 
 
 def _float_dtype(*arrays):
-    return backend.result_float_dtype(*[np.asarray(a) for a in arrays])
+    """float32 or float64 as NumPy promotes the arrays' types; float64 for integers or float16."""
+    dtype = np.result_type(*[a.dtype for a in arrays])
+    return dtype if dtype in (np.float32, np.float64) else np.dtype(np.float64)
 
 
 def pairwise_mpjpe(a, b, chunk=512):

@@ -12,7 +12,7 @@ Expected layout under DIR (the release's, one folder per subject):
 
 For every sequence it keeps every `frame-step`-th frame (50 Hz indices), selects the 17 joints,
 projects them with the camera's intrinsics and distortion, takes the square box around them
-(margin data.dataset.BOX_MARGIN, rounded to whole pixels), crops (black outside the image) and
+(margin data.h36m.BOX_MARGIN, rounded to whole pixels), crops (black outside the image) and
 resizes the image to 128x128. Raw action names are mapped to the 15 canonical ones (TakingPhoto ->
 Photo, WalkingDog -> WalkDog, ...); within a subject and action the raw sequences, sorted by
 their number, become sub-actions 1 and 2. The known corrupt video (S11 Directions, camera
@@ -29,12 +29,11 @@ import time
 import numpy as np
 
 from data import h36m
-from data.dataset import BOX_MARGIN, DatasetError, DatasetWriter
+from data.dataset import IMAGE_SIZE, DatasetError, DatasetWriter
 from data.skeleton import Skeleton
 
 log = logging.getLogger(__name__)
 
-IMAGE_SIZE = 128
 # (subject, canonical action, camera) whose video is known to be corrupt in the release.
 KNOWN_CORRUPT = {("S11", "Directions", "54138969")}
 _FILE = re.compile(r"^(?P<action>.+)\.(?P<camera>\d{8})\.cdf$")
@@ -207,7 +206,7 @@ def prepare(root, out, subjects=h36m.ALL_SUBJECTS, frame_step=5, progress=True):
             images, kept, boxes = [], [], []
             camera = h36m.CAMERAS[seq.camera]
             for index, frame in frames:
-                box = integer_box(h36m.square_box(h36m.project(poses[index], camera), BOX_MARGIN))
+                box = integer_box(h36m.square_box(h36m.project(poses[index], camera), h36m.BOX_MARGIN))
                 images.append(crop_resize(frame, box))
                 kept.append(index)
                 boxes.append(box)

@@ -18,10 +18,11 @@ Two algorithms compute the same thing:
   float32, 1e-14 in float64). Forward, input-gradient and weight-gradient are each one batched
   complex GEMM between transforms; the input's transform is kept for the weight gradient.
 "auto" picks, per call, "fft" for stride 1 on the CPU and "im2col" otherwise (see the benchmark for
-the figures). On the GPU (CuPy arrays) im2col and its adjoint col2im are CUDA kernels
-(nn/kernels/conv.cu) that fold the zero padding in, the GEMMs go through cuBLAS, and the blocks
-are larger (`GPU_COL_BUDGET_BYTES`). The fft algorithm also runs on CuPy arrays (cuFFT), when
-asked for by name.
+the figures). im2col and its adjoint col2im_add take the unpadded input and fold the zero padding
+in; on the GPU (CuPy arrays) they are CUDA kernels of the same signature (nn/kernels/conv.cu), the
+GEMMs go through cuBLAS, and the blocks are larger (`GPU_COL_BUDGET_BYTES`); `_im2col_device`
+is the one place that chooses. The fft algorithm also runs on CuPy arrays (cuFFT), when asked for
+by name.
 """
 import numpy as np
 
@@ -73,31 +74,39 @@ def patches(xpad, kh, kw, sy, sx, out_h, out_w):
         strides=(sy * s_h, sx * s_w, s_n, s_h, s_w, s_c))
 
 
-def im2col(xpad, kh, kw, sy, sx, rows):
-    """Patch matrix of the output rows `rows` (a slice): (len(rows)*out_w*N, kh*kw*C).
-
-    xpad: padded input (Hp, Wp, N, C).
-    """
-    hp, wp, n, c = xpad.shape
-    out_h = (hp - kh) // sy + 1
-    out_w = (wp - kw) // sx + 1
-    view = patches(xpad, kh, kw, sy, sx, out_h, out_w)[rows]
+def im2col(x, kh, kw, sy, sx, ph, pw, out_w, rows):
+    """Patch matrix (len(rows)*out_w*N, kh*kw*C) of the output rows `rows` (a slice) of an unpadded
+    input x (H, W, N, C), zero padding (ph, pw) applied on the fly. NumPy; nn.kernels.ops.im2col
+    is the CUDA kernel of the same signature."""
+    h, w, n, c = x.shape
+    top, bottom = rows.start * sy - ph, (rows.stop - 1) * sy + kh - ph  # input rows read, padding included
+    if ph == 0 and pw == 0:
+        band = x[top:bottom]
+    else:  # a zero-padded copy of only the rows this block reads
+        band = np.zeros((bottom - top, w + 2 * pw, n, c), dtype=x.dtype)
+        lo, hi = max(top, 0), min(bottom, h)
+        if lo < hi:
+            band[lo - top:hi - top, pw:pw + w] = x[lo:hi]
+    view = patches(band, kh, kw, sy, sx, rows.stop - rows.start, out_w)
     return view.reshape(-1, kh * kw * c)  # copies: the view is not contiguous
 
 
-def col2im_add(gxpad, gcol, kh, kw, sy, sx, rows):
-    """Scatter-add a patch-gradient block back into the padded input gradient (inverse of im2col).
-
-    gxpad: (Hp, Wp, N, C), updated in place; gcol: (len(rows)*out_w*N, kh*kw*C).
-    """
-    hp, wp, n, c = gxpad.shape
-    out_w = (wp - kw) // sx + 1
+def col2im_add(gx, gcol, kh, kw, sy, sx, ph, pw, out_w, rows):
+    """gx (H, W, N, C) += the input gradient of the patch gradient gcol (len(rows)*out_w*N,
+    kh*kw*C) of the output rows `rows` (the adjoint of im2col), in place; gradient that falls on
+    the padding is dropped. NumPy; nn.kernels.ops.col2im_add is the CUDA kernel."""
+    h, w, n, c = gx.shape
     r0, r1 = rows.start, rows.stop
     g = gcol.reshape(r1 - r0, out_w, n, kh, kw, c)
     for p in range(kh):
+        # output rows i in [i0, i1) read input row sy * i + p - ph inside [0, h)
+        i0, i1 = max(r0, -((p - ph) // sy)), min(r1, (h - 1 + ph - p) // sy + 1)
         for q in range(kw):
-            y0 = p + sy * r0
-            gxpad[y0:y0 + sy * (r1 - r0 - 1) + 1:sy, q:q + sx * (out_w - 1) + 1:sx] += g[:, :, :, p, q]
+            j0, j1 = max(0, -((q - pw) // sx)), min(out_w, (w - 1 + pw - q) // sx + 1)
+            if i0 >= i1 or j0 >= j1:
+                continue
+            y0, x0 = sy * i0 + p - ph, sx * j0 + q - pw
+            gx[y0:y0 + sy * (i1 - i0 - 1) + 1:sy, x0:x0 + sx * (j1 - j0 - 1) + 1:sx] += g[i0 - r0:i1 - r0, j0:j1, :, p, q]
 
 
 def good_fft_size(n):
@@ -140,6 +149,14 @@ def spectral_matmul(a, b):
     with parallel.single_threaded_blas():
         parallel.for_blocks(lambda f: np.matmul(a[f], b[f], out=out[f]), a.shape[0], out.size)
     return out
+
+
+def _im2col_device(xp):
+    """(im2col, col2im_add, bytes per im2col block) for arrays of module xp: the NumPy functions
+    above or the CUDA kernels of the same signature."""
+    if xp is np:
+        return im2col, col2im_add, COL_BUDGET_BYTES
+    return kernel_ops.im2col, kernel_ops.col2im_add, GPU_COL_BUDGET_BYTES
 
 
 def _row_blocks(out_h, bytes_per_row, budget):
@@ -221,51 +238,38 @@ class Conv2D(Layer):
         """(out_c, in_c, kh, kw) -> (kh*kw*in_c, out_c), matching im2col's column order."""
         return W.transpose(2, 3, 1, 0).reshape(-1, self.out_c)
 
-    def _im2col_blocks(self, xp, out_h, out_w, n, itemsize):
-        budget = COL_BUDGET_BYTES if xp is np else GPU_COL_BUDGET_BYTES
+    def _im2col_blocks(self, out_h, out_w, n, itemsize, budget):
         return _row_blocks(out_h, out_w * n * self.kh * self.kw * self.in_c * itemsize, budget)
-
-    def _cols(self, source, rows, out_w):
-        """im2col of the output rows `rows`: NumPy reads the padded input, the CUDA kernel the
-        unpadded one (it pads on the fly)."""
-        if backend.is_gpu_array(source):
-            return kernel_ops.im2col(source, self.kh, self.kw, self.sy, self.sx, self.ph, self.pw, out_w, rows)
-        return im2col(source, self.kh, self.kw, self.sy, self.sx, rows)
 
     def _forward_im2col(self, x, W, b):
         xp = backend.get_array_module(x)
-        source = xp.ascontiguousarray(x) if xp is not np else pad_hwnc(x, self.ph, self.pw)
+        im2col_impl, _, budget = _im2col_device(xp)
+        x = xp.ascontiguousarray(x)  # once per call, not once per block in the CUDA launcher
         out_h, out_w = self.output_shape(x.shape[0], x.shape[1])
         n = x.shape[2]
         W2 = self._weight_matrix(W)
         y = xp.empty((out_h, out_w, n, self.out_c), dtype=x.dtype)
-        for rows in self._im2col_blocks(xp, out_h, out_w, n, x.itemsize):
-            xp.matmul(self._cols(source, rows, out_w), W2, out=y[rows].reshape(-1, self.out_c))
+        geometry = (self.kh, self.kw, self.sy, self.sx, self.ph, self.pw, out_w)
+        for rows in self._im2col_blocks(out_h, out_w, n, x.itemsize, budget):
+            xp.matmul(im2col_impl(x, *geometry, rows), W2, out=y[rows].reshape(-1, self.out_c))
         y += b
-        return y, {"algorithm": "im2col", "source": source, "in_shape": x.shape}
+        return y, {"algorithm": "im2col", "x": x}
 
     def _backward_im2col(self, cache, gy, W, need_gx):
         xp = backend.get_array_module(gy)
-        source = cache["source"]
+        im2col_impl, col2im_impl, budget = _im2col_device(xp)
+        x = cache["x"]
         W2 = self._weight_matrix(W)
         out_h, out_w, n, _ = gy.shape
         gW2 = xp.zeros_like(W2)
-        gsource = xp.zeros_like(source) if need_gx else None
-        for rows in self._im2col_blocks(xp, out_h, out_w, n, gy.itemsize):
+        gx = xp.zeros(x.shape, dtype=x.dtype) if need_gx else None
+        geometry = (self.kh, self.kw, self.sy, self.sx, self.ph, self.pw, out_w)
+        for rows in self._im2col_blocks(out_h, out_w, n, gy.itemsize, budget):
             gy_rows = gy[rows].reshape(-1, self.out_c)
-            gW2 += self._cols(source, rows, out_w).T @ gy_rows
+            gW2 += im2col_impl(x, *geometry, rows).T @ gy_rows
             if need_gx:
-                gcol = gy_rows @ W2.T
-                if xp is np:
-                    col2im_add(gsource, gcol, self.kh, self.kw, self.sy, self.sx, rows)
-                else:
-                    kernel_ops.col2im_add(gsource, gcol, self.kh, self.kw, self.sy, self.sx, self.ph, self.pw,
-                                          out_w, rows)
+                col2im_impl(gx, gy_rows @ W2.T, *geometry, rows)
         gW = gW2.reshape(self.kh, self.kw, self.in_c, self.out_c).transpose(3, 2, 0, 1)
-        gx = None
-        if need_gx:
-            h, w = cache["in_shape"][:2]
-            gx = gsource if xp is not np else np.ascontiguousarray(gsource[self.ph:self.ph + h, self.pw:self.pw + w])
         return gx, xp.ascontiguousarray(gW)
 
     # ---- FFT ----------------------------------------------------------------------------------

@@ -1,9 +1,9 @@
 """The layer protocol shared by every `nn` layer.
 
 A layer holds hyper-parameters and the *names* of its parameters; the arrays live in a
-`nn.params.Params` container passed to each call. This keeps layers stateless and reentrant
-(StructNet runs its pose network twice per example, on the ground truth and on the most-violated
-pose), and makes a line search over candidate parameter vectors trivial.
+`nn.params.Params` container passed to each call. This keeps layers stateless and reentrant (a
+network may run twice on different inputs with the same parameters, each with its own cache), and
+makes a line search over candidate parameter vectors trivial.
 
     y, cache = layer.forward(params, x)            # cache: the minimal state backward needs
     gx, grads = layer.backward(params, cache, gy)  # grads: {param name: gradient}; gy untouched

@@ -31,8 +31,3 @@ def sgd_step(params, grads, step_size):
         p = params[k]
         p -= p.dtype.type(step_size) * g.astype(p.dtype, copy=False)
     return params
-
-
-def global_norm(grads):
-    xp = backend.get_array_module(*grads.values())
-    return float(xp.sqrt(sum((g.astype(xp.float64) ** 2).sum() for g in grads.values())))

@@ -1,8 +1,9 @@
-"""A named parameter container: init from layers, copy, flatten for line search, save/load.
+"""A named parameter container (init from layers, copy, line-search trial points) and the atomic
+.npz writer and reader that checkpoints use.
 
 Parameters are an ordered mapping {name: array}. Names follow "<layer>.W" / "<layer>.b";
 `weight_names` are the weight matrices (".W"), the only ones under weight decay (eq. 12).
-Saving writes an .npz atomically (temporary file + rename), so a crash never leaves a torn file.
+`save_npz_atomic` writes through a temporary file and a rename, so a crash never leaves a torn file.
 """
 import os
 import tempfile
@@ -45,48 +46,12 @@ class Params(dict):
     def size(self):
         return sum(int(v.size) for v in self.values())
 
-    def flatten(self, names=None):
-        """One vector of the named parameters (all by default), in container order."""
-        names = list(self) if names is None else names
-        xp = backend.get_array_module(*[self[k] for k in names])
-        return xp.concatenate([self[k].ravel() for k in names])
-
-    def unflatten(self, vector, names=None):
-        """Params of the same shapes filled from a vector made by `flatten` (others shared)."""
-        names = list(self) if names is None else names
-        total = sum(self[k].size for k in names)
-        if vector.size != total:
-            raise ValueError(f"vector of length {vector.size} does not fit parameters of total size {total}")
-        out, start = Params(self), 0
-        for k in names:
-            n = self[k].size
-            out[k] = vector[start:start + n].reshape(self[k].shape)
-            start += n
-        return out
-
     def moved(self, grads, step):
         """New Params p + step * g for the names in grads (a line-search trial point)."""
         out = Params(self)
         for k, g in grads.items():
             out[k] = self[k] + step * g
         return out
-
-    def save(self, path, extra=None):
-        """Atomic .npz save; `extra` is a dict of additional arrays stored under 'extra/<key>'."""
-        arrays = {"param/" + k: backend.to_numpy(v) for k, v in self.items()}
-        for k, v in (extra or {}).items():
-            arrays["extra/" + k] = np.asarray(v)
-        save_npz_atomic(path, arrays)
-
-    @classmethod
-    def load(cls, path):
-        """(Params, extra dict); a clear error for a missing or unreadable file."""
-        arrays = load_npz(path)
-        params = cls((k[6:], v) for k, v in arrays.items() if k.startswith("param/"))
-        extra = {k[6:]: v for k, v in arrays.items() if k.startswith("extra/")}
-        if not params:
-            raise ValueError(f"{path}: no parameters found (not a parameter file)")
-        return params, extra
 
 
 def save_npz_atomic(path, arrays):

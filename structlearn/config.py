@@ -28,7 +28,7 @@ class TrainConfig:
     checkpoint_every: int = 50         # mini-batches between checkpoints (and at every epoch end)
     stop_after: int = 0                # stop (with a checkpoint) after this many mini-batches; 0 = never
     pretrained: str = ""               # pre-trained network for --stage structnet ("" = <out>/pretrain_model.npz, "none" = random convolutions)
-    # network (None = the preset's value)
+    # network (the preset's other sizes stay as structlearn.network.PRESETS gives them)
     pose_embedding: str = "2layer"     # Table 3: raw, random1, 1layer, 2layer
     dropout: float = 0.75
     # pre-training (reference [18]: pose regression + joint detection)

@@ -20,29 +20,32 @@ import matplotlib  # noqa: E402  (the backend must be chosen before pyplot is im
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 
-RIGHT_ARM, RIGHT_LEG, LEFT_ARM, LEFT_LEG = (14, 15, 16), (1, 2, 3), (11, 12, 13), (4, 5, 6)
+J = {name: j for j, name in enumerate(h36m.JOINT_NAMES)}
 LIMB_COLOURS = {"rarm": "#d62728", "rleg": "#ff7f0e", "larm": "#9467bd", "lleg": "#2ca02c",
                 "torso": "#444444", "nose": "#17becf"}
 
 
+def limb(j):
+    """'rarm', 'rleg', 'larm', 'lleg' or 'torso': the side from h36m.RIGHT_JOINTS / LEFT_JOINTS; an
+    arm when the joint's chain of parents reaches the thorax before the root."""
+    side = "r" if j in h36m.RIGHT_JOINTS else "l" if j in h36m.LEFT_JOINTS else ""
+    if not side:
+        return "torso"
+    while j not in (J["Thorax"], h36m.ROOT):
+        j = h36m.PARENTS[j]
+    return side + ("arm" if j == J["Thorax"] else "leg")
+
+
 def bone_colour(j):
     """Colour of the bone from joint j to its parent."""
-    if j in RIGHT_ARM:
-        return LIMB_COLOURS["rarm"]
-    if j in RIGHT_LEG:
-        return LIMB_COLOURS["rleg"]
-    if j in LEFT_ARM:
-        return LIMB_COLOURS["larm"]
-    if j in LEFT_LEG:
-        return LIMB_COLOURS["lleg"]
-    return LIMB_COLOURS["torso"]
+    return LIMB_COLOURS[limb(j)]
 
 
 def forward_direction(pose):
     """Unit forward direction (3,) of a pose (17,3): up x right, with right = (RShoulder - LShoulder)
     + (RHip - LHip) and up = Thorax - Hip (data.skeleton's body frame: x right, y forward, z up)."""
-    right = (pose[14] - pose[11]) + (pose[1] - pose[4])
-    up = pose[8] - pose[0]
+    right = (pose[J["RShoulder"]] - pose[J["LShoulder"]]) + (pose[J["RHip"]] - pose[J["LHip"]])
+    up = pose[J["Thorax"]] - pose[J["Hip"]]
     f = np.cross(up, right)
     n = np.linalg.norm(f)
     return f / n if n > 0 else f
@@ -63,7 +66,7 @@ def draw_pose(ax, pose, view=front_view, centre=(0.0, 0.0), scale=1.0, lw=1.5, c
     """Draw a 3-D pose (17,3) in a 2-D view at centre with scale (data units per mm).
 
     colour None: the limb colours; else one colour for every bone. nose: a cyan segment from the
-    Neck/Nose joint along the forward direction, a third of the thorax-head distance long.
+    Neck/Nose joint along the forward direction, 0.6 times the thorax-head distance long.
     """
     pose = np.asarray(pose, dtype=np.float64)
     p2 = view(pose) * np.asarray(scale) + np.asarray(centre)
@@ -73,9 +76,9 @@ def draw_pose(ax, pose, view=front_view, centre=(0.0, 0.0), scale=1.0, lw=1.5, c
         ax.plot(p2[[j, parent], 0], p2[[j, parent], 1], ls, color=colour or bone_colour(j), lw=lw,
                 alpha=alpha, zorder=zorder, solid_capstyle="round", label=label if j == 1 else None)
     if nose:
-        length = 0.6 * np.linalg.norm(pose[10] - pose[8])
-        tip = pose[9] + length * forward_direction(pose)
-        seg = view(np.stack([pose[9], tip])) * np.asarray(scale) + np.asarray(centre)
+        neck = pose[J["Neck/Nose"]]
+        tip = neck + 0.6 * np.linalg.norm(pose[J["Head"]] - pose[J["Thorax"]]) * forward_direction(pose)
+        seg = view(np.stack([neck, tip])) * np.asarray(scale) + np.asarray(centre)
         ax.plot(seg[:, 0], seg[:, 1], "-", color=LIMB_COLOURS["nose"] if colour is None else colour,
                 lw=lw * 1.6, alpha=alpha, zorder=zorder + 1, solid_capstyle="round")
 
@@ -268,7 +271,8 @@ def skeleton_figure(path, images, joints2d, gt, preds, titles):
             ax.set_title(name + (f"; MPJPE (mm): {errs}" if c == 0 else ""), fontsize=9)
             ax.grid(True, alpha=0.3)
             ax.tick_params(labelsize=7)
-    handles = [plt.Line2D([], [], color=bone_colour(j), lw=2.4) for j in (15, 2, 12, 5)]
+    handles = [plt.Line2D([], [], color=bone_colour(J[name]), lw=2.4)
+               for name in ("RElbow", "RKnee", "LElbow", "LKnee")]
     names = ["truth: right arm", "right leg", "left arm", "left leg"]
     for k, label in enumerate(labels):
         ls, col, _, on_image = styles[k % len(styles)]
@@ -282,14 +286,3 @@ def skeleton_figure(path, images, joints2d, gt, preds, titles):
     fig.savefig(path)
     plt.close(fig)
     return path
-
-
-def crop_joints(poses_cam, cameras, boxes, size):
-    """Crop pixel coordinates (n,17,2) of camera-coordinate poses (n,17,3) mm seen by cameras
-    (h36m.Camera, n) through boxes (n,3) = (x0, y0, side) of S x S crops."""
-    out = np.empty(poses_cam.shape[:2] + (2,))
-    for i, (p, cam, b) in enumerate(zip(poses_cam, cameras, boxes)):
-        p = np.array(p, dtype=np.float64)
-        p[:, 2] = np.maximum(p[:, 2], 1.0)  # a joint behind the camera has no projection
-        out[i] = (h36m.project(p, cam) - b[:2]) * (size / b[2])
-    return out

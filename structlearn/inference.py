@@ -2,7 +2,7 @@
 
 The pose embeddings of the bank (all training poses) do not depend on the image, so they are
 computed once per model (the paper's point that they can be computed offline) and cached beside
-the model file (structlearn.evaluate). Top-A runs over the bank in chunks, so memory stays
+the model file (structlearn.bank). Top-A runs over the bank in chunks, so memory stays
 bounded by batch x (chunk + A), never images x bank.
 """
 import numpy as np
@@ -106,11 +106,6 @@ def top_k_scores(f_I, bank_emb, k, chunk=16384):
     return xp.take_along_axis(best_s, order, axis=1), xp.take_along_axis(best_i, order, axis=1)
 
 
-def predict_from_bank(top_idx, bank_mm, A):
-    """StructNet-Max (A = 1) or StructNet-Avg(A): the mean of the A best bank poses, (B, 17, 3)."""
-    return bank_mm[top_idx[:, :A]].mean(axis=1)
-
-
 def average_prefixes(top_idx, bank_mm, As):
     """StructNet-Avg(A) for several A at once: {A: (B, 17, 3)} from the ranked poses top_idx
     (B, K) of bank_mm (M, 17, 3); A > K is clipped to K. One pass over the max(A) best poses:
@@ -127,5 +122,6 @@ def average_prefixes(top_idx, bank_mm, As):
 
 
 def to_host(x):
+    """A device array as a NumPy array (a NumPy array unchanged)."""
     return backend.to_numpy(x)
 

@@ -20,5 +20,5 @@ def grid_line_search(cost_at, steps):
     finite = [(c, s) for c, s in zip(costs, steps) if math.isfinite(c)]
     if not finite:
         return None, costs
-    best_cost, best_step = min(finite, key=lambda cs: cs[0])
+    _, best_step = min(finite, key=lambda cs: cs[0])
     return float(best_step), costs

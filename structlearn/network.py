@@ -24,10 +24,10 @@ from dataclasses import asdict, dataclass, replace
 
 import numpy as np
 
+from data.h36m import N_JOINTS, POSE_DIM
 from nn import Conv2D, Dropout, Linear, MaxPool2D, Params, ReLU, Tanh, nchw_to_hwnc
 from nn.plumbing import concat, flatten_hwnc, split, unflatten_hwnc
 
-POSE_DIM = 51  # 17 joints x 3
 POSE_EMBEDDINGS = ("raw", "random1", "1layer", "2layer")  # Table 3
 
 
@@ -155,22 +155,39 @@ class ImageBranch:
         return {"drop1": self.drop1.make_mask(rng, (n, d2), dtype, xp),
                 "drop2": self.drop2.make_mask(rng, (n, d3), dtype, xp)}
 
-    def trunk(self, params, f2, f3, masks):
-        """(f2, f3) -> h3 (N, hidden), cache. masks None = evaluation (no dropout)."""
+    def first_inputs(self, params, f2, f3, masks):
+        """The inputs of h1 and h2: dropout of f2 (N, d2) and f3 (N, d3); masks None = evaluation.
+        Returns (a, b), (dropout caches)."""
         train = masks is not None
         a, c_d1 = self.drop1.forward(params, f2, train, mask=masks["drop1"] if train else None)
         b, c_d2 = self.drop2.forward(params, f3, train, mask=masks["drop2"] if train else None)
-        a, c_h1 = self.h1.forward(params, a)
-        a, c_r1 = self.relu.forward(params, a)
-        b, c_h2 = self.h2.forward(params, b)
-        b, c_r2 = self.relu.forward(params, b)
+        return (a, b), (c_d1, c_d2)
+
+    def first_layers(self, params, f2, f3, masks):
+        """Dropout and the affine maps of h1, h2: (f2, f3) -> pre-activations (z1, z2), each
+        (N, hidden), cache."""
+        (a, b), (c_d1, c_d2) = self.first_inputs(params, f2, f3, masks)
+        z1, c_h1 = self.h1.forward(params, a)
+        z2, c_h2 = self.h2.forward(params, b)
+        return (z1, z2), (c_d1, c_d2, c_h1, c_h2)
+
+    def trunk_from_pre(self, params, z1, z2):
+        """ReLU(z1), ReLU(z2), concat, h3: -> h3 (N, hidden), cache."""
+        a, c_r1 = self.relu.forward(params, z1)
+        b, c_r2 = self.relu.forward(params, z2)
         h, sizes = concat([a, b])
         h, c_h3 = self.h3.forward(params, h)
         h3, c_r3 = self.relu.forward(params, h)
-        return h3, (c_d1, c_d2, c_h1, c_r1, c_h2, c_r2, sizes, c_h3, c_r3)
+        return h3, (c_r1, c_r2, sizes, c_h3, c_r3)
+
+    def trunk(self, params, f2, f3, masks):
+        """(f2, f3) -> h3 (N, hidden), cache."""
+        (z1, z2), c_first = self.first_layers(params, f2, f3, masks)
+        h3, c_top = self.trunk_from_pre(params, z1, z2)
+        return h3, (c_first, c_top)
 
     def trunk_backward(self, params, cache, g_h3, need_features=True):
-        c_d1, c_d2, c_h1, c_r1, c_h2, c_r2, sizes, c_h3, c_r3 = cache
+        (c_d1, c_d2, c_h1, c_h2), (c_r1, c_r2, sizes, c_h3, c_r3) = cache
         grads = {}
         g, _ = self.relu.backward(params, c_r3, g_h3)
         g, gp = self.h3.backward(params, c_h3, g)
@@ -188,14 +205,21 @@ class ImageBranch:
         gb, _ = self.drop2.backward(params, c_d2, gb)
         return ga, gb, grads
 
-    def forward(self, params, f2, f3, masks):
-        """-> f_I (N, embed) (eq. 2), f_P (N, 51) (eq. 10), cache."""
-        h3, c_trunk = self.trunk(params, f2, f3, masks)
+    def forward_from_pre(self, params, z1, z2):
+        """The branch from the pre-activations of h1, h2 (first_layers) -> f_I (N, embed) (eq. 2),
+        f_P (N, 51) (eq. 10), cache. The line search runs it with z1, z2 affine in the step."""
+        h3, c_top = self.trunk_from_pre(params, z1, z2)
         e, c_h4 = self.h4.forward(params, h3)
         f_I, c_r4 = self.relu.forward(params, e)
         p, c_g7 = self.g7.forward(params, h3)
         f_P, c_t7 = self.tanh.forward(params, p)
-        return f_I, f_P, (c_trunk, c_h4, c_r4, c_g7, c_t7)
+        return f_I, f_P, (c_top, c_h4, c_r4, c_g7, c_t7)
+
+    def forward(self, params, f2, f3, masks):
+        """-> f_I (N, embed) (eq. 2), f_P (N, 51) (eq. 10), cache."""
+        (z1, z2), c_first = self.first_layers(params, f2, f3, masks)
+        f_I, f_P, (c_top, *c_heads) = self.forward_from_pre(params, z1, z2)
+        return f_I, f_P, ((c_first, c_top), *c_heads)
 
     def backward(self, params, cache, g_I, g_P, need_features=True):
         """d/df_I, d/df_P -> (d/df2, d/df3), grads. g_P may be None (lambda = 0)."""
@@ -238,16 +262,34 @@ class PoseBranch:
         """Parameter names that are not trained (the fixed random layer of Table 3)."""
         return ["h5.W", "h5.b"] if self.kind == "random1" else []
 
-    def forward(self, params, y_n):
-        """y_n (M, 51) -> f_J (M, dim), cache."""
+    def first_layer(self, params, y_n):
+        """y_n (M, 51) -> the pre-activation of h5 (M, embed), or y_n itself for "raw"; cache."""
         if y_n.ndim != 2 or y_n.shape[1] != POSE_DIM:
             raise ValueError(f"pose embedding: expected normalised poses (M, {POSE_DIM}), got {tuple(y_n.shape)}")
-        h, caches = y_n, []
-        for layer in self.layers_:
+        if not self.layers_:
+            return y_n, None
+        return self.layers_[0].forward(params, y_n)
+
+    def forward_from_pre(self, params, z):
+        """The embedding from first_layer's output -> f_J (M, dim), caches (the first layer's own
+        cache left None). The line search runs it with z affine in the step."""
+        if not self.layers_:
+            return z, []
+        h, c_relu = self.relu.forward(params, z)
+        caches = [(None, c_relu)]
+        for layer in self.layers_[1:]:
             h, c_lin = layer.forward(params, h)
             h, c_relu = self.relu.forward(params, h)
             caches.append((c_lin, c_relu))
         return h, caches
+
+    def forward(self, params, y_n):
+        """y_n (M, 51) -> f_J (M, dim) (eq. 3), cache."""
+        z, c_first = self.first_layer(params, y_n)
+        f_J, caches = self.forward_from_pre(params, z)
+        if caches:
+            caches[0] = (c_first, caches[0][1])
+        return f_J, caches
 
     def backward(self, params, caches, g):
         grads = {}
@@ -299,7 +341,7 @@ class MultiTaskNet:
         self.cfg = cfg
         self.convs = ConvStack(cfg)
         self.image = ImageBranch(cfg, self.convs.d2, self.convs.d3)
-        self.detect = Linear("det", cfg.hidden, 17 * cfg.detect_grid ** 2, activation="linear")
+        self.detect = Linear("det", cfg.hidden, N_JOINTS * cfg.detect_grid ** 2, activation="linear")
 
     def init_params(self, rng, dtype=np.float32):
         layers = self.convs.layers + [self.image.h1, self.image.h2, self.image.h3, self.image.g7, self.detect]

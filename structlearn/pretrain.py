@@ -10,8 +10,12 @@ heads on h3:
     cost = 1/B sum_i [ ||f_P(x_i) - y_i||^2 + detect_weight * sum_j CE_ij ] + alpha sum ||W||^2
 The regression head alone is the DconvMP-HML baseline of Table 1.
 """
+import math
+import time
+
 import numpy as np
 
+from data.h36m import N_JOINTS
 from nn import backend
 from nn.optim import add_grads, weight_decay
 
@@ -41,7 +45,7 @@ def multitask_cost(net, params, images, y_n, cells, masks, detect_weight, alpha,
     p, c_g7 = net.image.g7.forward(params, h3)
     f_P, c_tanh = net.image.tanh.forward(params, p)
     logits, c_det = net.detect.forward(params, h3)
-    z = logits.reshape(B, 17, G2)
+    z = logits.reshape(B, N_JOINTS, G2)
     z = z - z.max(axis=2, keepdims=True)
     log_prob = z - xp.log(xp.exp(z).sum(axis=2, keepdims=True))
     valid = cells >= 0
@@ -58,7 +62,7 @@ def multitask_cost(net, params, images, y_n, cells, masks, detect_weight, alpha,
     g_z = xp.exp(log_prob)                                  # softmax - one-hot, on valid joints
     xp.put_along_axis(g_z, safe[..., None], xp.take_along_axis(g_z, safe[..., None], axis=2) - 1, axis=2)
     g_z *= (valid * (detect_weight / B))[..., None].astype(g_z.dtype)
-    g_h3, grads = net.detect.backward(params, c_det, g_z.reshape(B, 17 * G2))
+    g_h3, grads = net.detect.backward(params, c_det, g_z.reshape(B, N_JOINTS * G2))
     g, _ = net.image.tanh.backward(params, c_tanh, (2.0 / B) * diff)
     g, gp = net.image.g7.backward(params, c_g7, g)
     add_grads(grads, gp)
@@ -67,6 +71,29 @@ def multitask_cost(net, params, images, y_n, cells, masks, detect_weight, alpha,
     add_grads(grads, net.convs.backward(params, c_conv, g2, g3))
     add_grads(grads, g_decay)
     return parts, grads
+
+
+class PretrainStep:
+    """One mini-batch of the pre-training: the multi-task cost, then a momentum step.
+    step(params, images, y_n, cells, rng, lr) updates params and velocity in place and returns the
+    batch's log record; it raises FloatingPointError, before any update, when the cost is not finite."""
+
+    def __init__(self, net, velocity, detect_weight, alpha, decay_names, momentum):
+        self.net, self.velocity, self.momentum = net, velocity, momentum
+        self.detect_weight, self.alpha, self.decay_names = detect_weight, alpha, decay_names
+
+    def step(self, params, images, y_n, cells, rng, lr):
+        t0 = time.perf_counter()
+        net = self.net
+        xp = backend.get_array_module(images)
+        masks = net.image.make_masks(rng, len(images), net.convs.d2, net.convs.d3, images.dtype, xp)
+        parts, grads = multitask_cost(net, params, images, y_n, cells, masks, self.detect_weight, self.alpha,
+                                      self.decay_names)
+        if not math.isfinite(parts.total):
+            raise FloatingPointError(f"pre-training cost became {parts.total}")
+        momentum_step(params, grads, self.velocity, lr, self.momentum)
+        return {"cost": parts.total, "regress": parts.aux, "detect": parts.detect, "decay": parts.decay, "lr": lr,
+                "seconds": round(time.perf_counter() - t0, 4)}
 
 
 def momentum_step(params, grads, velocity, lr, momentum):

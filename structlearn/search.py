@@ -3,15 +3,16 @@ import numpy as np
 
 from data.metrics import pairwise_mpjpe
 from nn import backend
-from nn.kernels import ops as kernel_ops
+
+from . import search_kernels
 
 
 def candidate_margins(y_mm, cand_mm, margin_scale=1.0):
     """Delta(y_i, y_c) = margin_scale * MPJPE (eq. 8) of every example against every candidate:
     y_mm (B, 17, 3) and cand_mm (C, 17, 3) root-relative in mm -> (B, C). On CuPy arrays: the
-    pairwise_mpjpe CUDA kernel (nn/kernels/search.cu)."""
+    pairwise_mpjpe CUDA kernel (structlearn/kernels/search.cu)."""
     if backend.is_gpu_array(y_mm):
-        return kernel_ops.pairwise_mpjpe(y_mm, cand_mm, margin_scale)
+        return search_kernels.pairwise_mpjpe(y_mm, cand_mm, margin_scale)
     return margin_scale * pairwise_mpjpe(y_mm, cand_mm)
 
 
@@ -23,7 +24,8 @@ def most_violated(f_I, cand_emb, margins=None, y_mm=None, cand_mm=None, margin_s
     margin_scale. The term -f_S(x, y) of eq. 7 is constant per example and does not change the
     argmax. Returns (index (B,) into the candidates, the chosen margins (B,), the maximum of
     score + margin (B,)). On CuPy arrays without margins, one cuBLAS GEMM and the fused
-    most-violated kernel (nn/kernels/search.cu), which never materialises the (B, C) margins.
+    most-violated kernel (structlearn/kernels/search.cu), which never materialises the (B, C)
+    margins.
     """
     xp = backend.get_array_module(f_I)
     if margins is None:
@@ -32,7 +34,7 @@ def most_violated(f_I, cand_emb, margins=None, y_mm=None, cand_mm=None, margin_s
         if xp is not np:
             if f_I.shape[1] != cand_emb.shape[1]:
                 raise ValueError(f"most_violated: f_I {tuple(f_I.shape)} and candidates {tuple(cand_emb.shape)} disagree")
-            return kernel_ops.most_violated(f_I @ cand_emb.T, y_mm, cand_mm, margin_scale)
+            return search_kernels.most_violated(f_I @ cand_emb.T, y_mm, cand_mm, margin_scale)
         margins = candidate_margins(y_mm, cand_mm, margin_scale).astype(f_I.dtype, copy=False)
     if f_I.shape[1] != cand_emb.shape[1] or margins.shape != (f_I.shape[0], cand_emb.shape[0]):
         raise ValueError(f"most_violated: shapes disagree: f_I {tuple(f_I.shape)}, candidates {tuple(cand_emb.shape)}, "

@@ -1,15 +1,11 @@
 """Training: multi-task pre-training of the convolutions ([18]) and Algorithm 1 (Sec. 4).
 
-Algorithm 1, per mini-batch b of epoch t:
-    Y_B = UniformSample(Y, C) + KMostFrequent(V, K)                  candidate poses
-    y_hat_i = argmax_{y' in Y_B} <f_I(x_i), f_J(y')> + Delta(y_i, y')  eq. 7, one batched step
-    V = V + {y_hat_i}                                               working set counts
-    StepSize = LineSearch(cost, D, theta)                           grid over [1e-7, 1e2]
-    theta = SGD(cost, D, theta, StepSize)                           no momentum
-The convolutions stay fixed (Sec. 5.3) while the data augmentation still runs. All randomness of
-batch b of epoch t (its shuffle, crops, colour noise, candidate sample and dropout masks) comes
-from generators seeded with (seed, stage, t, b), so a run resumed from a checkpoint reproduces an
-uninterrupted one exactly.
+Both stages run through one epoch loop (Trainer._run_epochs) with a step function per mini-batch:
+pretrain.PretrainStep (the multi-task cost and a momentum step) and algorithm1.Algorithm1Step (one
+mini-batch of Algorithm 1). The convolutions stay fixed in Algorithm 1 (Sec. 5.3) while the data
+augmentation still runs. All randomness of batch b of epoch t (its shuffle, crops, colour noise,
+candidate sample and dropout masks) comes from generators seeded with (seed, stage, t, b), so a
+run resumed from a checkpoint reproduces an uninterrupted one exactly.
 
 Outputs in the run directory: config.json, log.jsonl (one line per mini-batch), checkpoint.npz
 (latest, atomic), pretrain_model.npz (the DconvMP-HML network), model.npz (StructNet),
@@ -26,19 +22,21 @@ import numpy as np
 from tqdm import tqdm
 
 from data import h36m
-from data.dataset import BatchLoader, ImageStats, PoseDataset, root_relative
+from data.dataset import PoseDataset, root_relative
+from data.imagestats import ImageStats
+from data.loader import BatchLoader
 from nn import backend
-from nn.optim import sgd_step
 
+from .algorithm1 import Algorithm1Step
 from .checkpoint import load_checkpoint, save_checkpoint
 from .config import STAGES, TrainConfig
-from .cost import StepCost, max_margin_cost, structnet_cost, structnet_cost_from_images
+from .cost import Objective
 from .encoding import PoseNormalizer
-from .linesearch import grid_line_search, step_grid
+from .linesearch import step_grid
 from .model import load_model, save_model
 from .network import PRESETS, MultiTaskNet, StructNet
-from .pretrain import detection_cells, momentum_step, multitask_cost
-from .search import WorkingSet, candidate_margins, most_violated, sample_candidates
+from .pretrain import PretrainStep, detection_cells
+from .search import WorkingSet
 
 STAGE_IDS = {"pretrain": 1, "structnet": 2}
 MAX_SKIPPED_IN_A_ROW = 20
@@ -164,7 +162,8 @@ class Trainer:
     def _loader(self, batch_size, train=True, idx=None):
         return BatchLoader(self.dataset, self.idx if idx is None else idx, batch_size, train=train, stats=self.stats,
                            crop=self.net_cfg.input_size, downsample=self.net_cfg.downsample,
-                           noise_std=self.cfg.noise_std, seed=self.cfg.seed, pin_memory=self.cfg.device == "gpu")
+                           noise_std=self.cfg.noise_std, seed=self.cfg.seed,
+                           allocate=backend.empty_pinned if self.cfg.device == "gpu" else np.empty)
 
     def _dev(self, a):
         return self.xp.asarray(a)
@@ -186,60 +185,83 @@ class Trainer:
             self.summarize()
         return self.out
 
+    # ------------------------------------------------------------------ the epoch loop
+    def _run_epochs(self, stage, n_epochs, batch_size, start, step, params, checkpoint_arrays, epoch_line, postfix):
+        """The loop both stages share: mini-batches from start = (epoch, batch) to the end of n_epochs,
+        each through step(epoch, b, batch, rng) -> log record, with the progress bar, the JSONL log,
+        the checkpoints (every cfg.checkpoint_every batches, at each epoch end and on a stop) and the
+        end-of-epoch line epoch_line(epoch, records). Returns False when stopped early (stop_after)."""
+        cfg = self.cfg
+        loader = self._loader(batch_size)
+        nb = loader.n_batches
+        start_epoch, start_batch = start
+        desc = {"pretrain": "pre-training", "structnet": "max-margin"}[stage]
+        bar = self._progress(n_epochs * nb, start_epoch * nb + start_batch, desc)
+        for epoch in range(start_epoch, n_epochs):
+            records = []
+            for b, batch in enumerate(loader.epoch(epoch, start_batch), start=start_batch):
+                rng = np.random.default_rng([cfg.seed, STAGE_IDS[stage], epoch, b])
+                record = step(epoch, b, batch, rng)
+                records.append(record)
+                self._log({"stage": stage, "epoch": epoch, "batch": b, **record})
+                bar.update(1)
+                bar.set_postfix(**postfix(record))
+                nxt = (epoch, b + 1) if b + 1 < nb else (epoch + 1, 0)
+                stop = self._stop_requested()
+                if stop or (b + 1) % cfg.checkpoint_every == 0 or b + 1 == nb:
+                    self._checkpoint(stage, *nxt, params, checkpoint_arrays())
+                if stop:
+                    bar.close()
+                    return False
+            if records:
+                self.say(epoch_line(epoch, records))
+            start_batch = 0
+        bar.close()
+        return True
+
+    def _resume_point(self, stage):
+        """(epoch, batch) where the checkpoint left this stage, or None when the stage starts fresh."""
+        if self.state and self.state["stage"] == stage:
+            return self.state["epoch"], self.state["batch"]
+        return None
+
     # ------------------------------------------------------------------ pre-training
     def pretrain(self):
         """Multi-task pre-training ([18]). Returns False when stopped early (stop_after)."""
         cfg, xp = self.cfg, self.xp
         net = MultiTaskNet(self.net_cfg.with_(dropout=cfg.pretrain_dropout))
-        if self.state and self.state["stage"] == "pretrain":
+        start = self._resume_point("pretrain")
+        if start:
             params = self.ckpt_params.to(cfg.device)
             velocity = {k[9:]: self._dev(v) for k, v in self.arrays.items() if k.startswith("velocity/")}
-            start_epoch, start_batch = self.state["epoch"], self.state["batch"]
         else:
             params = net.init_params(np.random.default_rng([cfg.seed, STAGE_IDS["pretrain"]])).to(cfg.device)
             velocity = {k: xp.zeros_like(v) for k, v in params.items()}
-            start_epoch, start_batch = 0, 0
-        loader = self._loader(cfg.pretrain_batch_size)
-        decay_names = params.weight_names
+            start = (0, 0)
+        pre = PretrainStep(net, velocity, cfg.detect_weight, cfg.alpha, params.weight_names, cfg.pretrain_momentum)
         G, S = self.net_cfg.detect_grid, self.net_cfg.input_size
-        nb = loader.n_batches
-        bar = self._progress(cfg.pretrain_epochs * nb, start_epoch * nb + start_batch, "pre-training")
-        for epoch in range(start_epoch, cfg.pretrain_epochs):
+
+        def step(epoch, b, batch, rng):
             lr = cfg.pretrain_lr * (0.1 if epoch >= math.ceil(0.75 * cfg.pretrain_epochs) else 1.0)
-            totals = np.zeros(3)
-            for b, batch in enumerate(loader.epoch(epoch, start_batch), start=start_batch):
-                t0 = time.perf_counter()
-                rng = np.random.default_rng([cfg.seed, STAGE_IDS["pretrain"], epoch, b])
-                images = self._dev(batch.images)
-                y_n = self._dev(self.normalizer.normalize(batch.poses))
-                cells = self._dev(detection_cells(batch.joints2d, S, G))
-                masks = net.image.make_masks(rng, len(images), net.convs.d2, net.convs.d3, images.dtype, xp)
-                parts, grads = multitask_cost(net, params, images, y_n, cells, masks, cfg.detect_weight,
-                                              cfg.alpha, decay_names)
-                if not math.isfinite(parts.total):
-                    raise TrainingError(f"pre-training cost became {parts.total} at epoch {epoch} batch {b}; "
-                                        f"lower --pretrain-lr (now {cfg.pretrain_lr})")
-                momentum_step(params, grads, velocity, lr, cfg.pretrain_momentum)
-                totals += (parts.total, parts.aux, parts.detect)
-                self._log({"stage": "pretrain", "epoch": epoch, "batch": b, "cost": parts.total,
-                           "regress": parts.aux, "detect": parts.detect, "decay": parts.decay, "lr": lr,
-                           "seconds": round(time.perf_counter() - t0, 4)})
-                bar.update(1)
-                bar.set_postfix(cost=f"{parts.total:.3f}", reg=f"{parts.aux:.3f}", det=f"{parts.detect:.2f}")
-                nxt = (epoch, b + 1) if b + 1 < nb else (epoch + 1, 0)
-                stop = self._stop_requested()
-                if stop or (b + 1) % cfg.checkpoint_every == 0 or b + 1 == nb:
-                    arrays = {"velocity/" + k: v for k, v in velocity.items()}
-                    self._checkpoint("pretrain", *nxt, params, arrays)
-                if stop:
-                    bar.close()
-                    return False
-            n = nb - start_batch
-            if n > 0:
-                self.say(f"pre-training epoch {epoch + 1}/{cfg.pretrain_epochs}: cost {totals[0] / n:.4f} "
-                         f"(regression {totals[1] / n:.4f}, detection {totals[2] / n:.3f}), lr {lr:g}")
-            start_batch = 0
-        bar.close()
+            try:
+                return pre.step(params, self._dev(batch.images), self._dev(self.normalizer.normalize(batch.poses)),
+                                self._dev(detection_cells(batch.joints2d, S, G)), rng, lr)
+            except FloatingPointError as err:
+                raise TrainingError(f"{err} at epoch {epoch} batch {b}; lower --pretrain-lr (now {cfg.pretrain_lr})") \
+                    from None
+
+        def epoch_line(epoch, records):
+            n = len(records)
+            cost, regress, detect = (sum(r[k] for r in records) for k in ("cost", "regress", "detect"))
+            return (f"pre-training epoch {epoch + 1}/{cfg.pretrain_epochs}: cost {cost / n:.4f} "
+                    f"(regression {regress / n:.4f}, detection {detect / n:.3f}), lr {records[-1]['lr']:g}")
+
+        done = self._run_epochs(
+            "pretrain", cfg.pretrain_epochs, cfg.pretrain_batch_size, start, step, params,
+            lambda: {"velocity/" + k: v for k, v in velocity.items()}, epoch_line,
+            lambda r: dict(cost=f"{r['cost']:.3f}", reg=f"{r['regress']:.3f}", det=f"{r['detect']:.2f}"))
+        if not done:
+            return False
         host = params.to("cpu")
         save_model(self.out / "pretrain_model.npz", host, "multitask", net.cfg, self.normalizer, self.stats,
                    cfg, {"subjects": list(self.subjects), "data": self.data_path})
@@ -267,15 +289,15 @@ class Trainer:
         return params
 
     def structnet(self):
-        """Algorithm 1. Returns False when stopped early (stop_after)."""
-        cfg, xp = self.cfg, self.xp
+        """Algorithm 1 (structlearn.algorithm1). Returns False when stopped early (stop_after)."""
+        cfg = self.cfg
         net = StructNet(self.net_cfg)
         ws = WorkingSet(len(self.bank_mm))
-        if self.state and self.state["stage"] == "structnet":
+        start = self._resume_point("structnet")
+        if start:
             params = self.ckpt_params.to(cfg.device)
             if "working_set" in self.arrays:
                 ws.counts[:] = self.arrays["working_set"]
-            start_epoch, start_batch = self.state["epoch"], self.state["batch"]
         else:
             ck = self.ckpt_path.exists() and load_checkpoint(self.ckpt_path)
             if ck and ck[1]["stage"] == "structnet" and ck[1]["epoch"] == 0 and ck[1]["batch"] == 0:
@@ -283,98 +305,41 @@ class Trainer:
             else:
                 params = self._initial_structnet_params()
             params = params.to(cfg.device)
-            start_epoch, start_batch = 0, 0
-        loader = self._loader(cfg.batch_size)
-        bank_mm, bank_n = self._dev(self.bank_mm), self._dev(self.bank_n)
-        steps = step_grid(cfg.ls_min, cfg.ls_max, cfg.ls_points)
-        trainable = net.trainable(params, cfg.train_convs)
-        decay_names = net.decayed(params, cfg.train_convs)
-        nb, skipped_in_a_row = loader.n_batches, 0
-        bar = self._progress(cfg.epochs * nb, start_epoch * nb + start_batch, "max-margin")
-        for epoch in range(start_epoch, cfg.epochs):
-            totals, count = np.zeros(3), 0
-            for b, batch in enumerate(loader.epoch(epoch, start_batch), start=start_batch):
-                t0 = time.perf_counter()
-                rng = np.random.default_rng([cfg.seed, STAGE_IDS["structnet"], epoch, b])
-                cand = sample_candidates(rng, len(self.bank_mm), cfg.candidates, ws.most_frequent(cfg.frequent))
-                images, y_mm = self._dev(batch.images), self._dev(batch.poses)
-                y_n, cand_n = self._dev(self.normalizer.normalize(batch.poses)), bank_n[cand]
-                cand_mm = bank_mm[cand]
-                # the (B, C) margins are kept only when the line search re-selects y_hat with them
-                margins = candidate_margins(y_mm, cand_mm, cfg.margin_scale).astype(y_n.dtype) if cfg.ls_reselect else None
-                (f2, f3), _ = net.convs.forward(params, images)
-                masks = net.image.make_masks(rng, len(images), net.convs.d2, net.convs.d3, images.dtype, xp)
+            start = (0, 0)
+        objective = Objective(cfg.lam, cfg.alpha, tuple(net.decayed(params, cfg.train_convs)))
+        alg = Algorithm1Step(net, self._dev(self.bank_mm), self._dev(self.bank_n), ws, objective,
+                             net.trainable(params, cfg.train_convs), step_grid(cfg.ls_min, cfg.ls_max, cfg.ls_points),
+                             cfg.candidates, cfg.frequent, cfg.margin_scale, cfg.ls_reselect, cfg.train_convs)
+        skipped_in_a_row = 0
 
-                # stage 1: the most-violated pose of each example among the candidates (eq. 7)
-                f_I, _, _ = net.image.forward(params, f2, f3, masks)
-                v, delta, _ = most_violated(f_I, net.pose.forward(params, cand_n)[0], margins, y_mm, cand_mm,
-                                            cfg.margin_scale)
-                chosen = cand[backend.to_numpy(v)]
-                ws.add(chosen)
-                yhat_n = bank_n[chosen]
-                t1 = time.perf_counter()
+        def step(epoch, b, batch, rng):
+            nonlocal skipped_in_a_row
+            record = alg.step(params, self._dev(batch.images), self._dev(batch.poses),
+                              self._dev(self.normalizer.normalize(batch.poses)), rng)
+            if record["step"] is not None:
+                skipped_in_a_row = 0
+                return record
+            skipped_in_a_row += 1
+            self.say(f"warning: epoch {epoch} batch {b}: no step of the line-search grid gives a finite cost; "
+                     f"update skipped ({skipped_in_a_row} in a row)")
+            if skipped_in_a_row >= MAX_SKIPPED_IN_A_ROW:
+                raise TrainingError(f"{MAX_SKIPPED_IN_A_ROW} updates in a row had no finite line-search cost; "
+                                    f"the parameters or data are not finite (check the data file for NaN)")
+            return record
 
-                # stage 2: gradient on the extended data D = {(x, y, y_hat)}, line search, SGD step
-                if cfg.train_convs:
-                    parts, grads = structnet_cost_from_images(net, params, images, y_n, yhat_n, delta, masks,
-                                                              cfg.lam, cfg.alpha, decay_names)
-                else:
-                    parts, grads, _ = structnet_cost(net, params, f2, f3, y_n, yhat_n, delta, masks, cfg.lam,
-                                                     cfg.alpha, decay_names)
-                grads = {k: grads[k] for k in trainable if k in grads}  # lambda = 0: no gradient for b7
-                t2 = time.perf_counter()
+        def epoch_line(epoch, records):
+            n = len(records)
+            cost, violated = (sum(r[k] for r in records) for k in ("cost", "violated"))
+            after = sum(0.0 if r["cost_after"] is None else r["cost_after"] for r in records)
+            return (f"max-margin epoch {epoch + 1}/{cfg.epochs}: cost {cost / n:.3f}, violated {violated / n:.2f}, "
+                    f"cost after step {after / n:.3f}, working set {len(ws)} poses")
 
-                if cfg.train_convs:  # the features move with the step: run the whole network per trial
-                    def trial_cost(step):
-                        p = params.moved(grads, -step)
-                        g2, g3 = net.convs.forward(p, images)[0]
-                        if cfg.ls_reselect:  # eq. 12 at theta - step * g, y_hat re-selected among the candidates
-                            return max_margin_cost(net, p, g2, g3, y_n, cand_n, margins, masks, cfg.lam, cfg.alpha,
-                                                   decay_names).total
-                        return structnet_cost(net, p, g2, g3, y_n, yhat_n, delta, masks, cfg.lam, cfg.alpha,
-                                              decay_names, need_grads=False)[0].total
-                else:
-                    trial_cost = StepCost(net, params, grads, f2, f3, y_n, cand_n if cfg.ls_reselect else yhat_n,
-                                          margins if cfg.ls_reselect else delta, masks, cfg.lam, cfg.alpha,
-                                          decay_names, reselect=cfg.ls_reselect)
-
-                step, costs = grid_line_search(trial_cost, steps)
-                after = None if step is None else min(c for c in costs if math.isfinite(c))
-                t3 = time.perf_counter()
-                if step is None:
-                    skipped_in_a_row += 1
-                    self.say(f"warning: epoch {epoch} batch {b}: no step of the line-search grid gives a finite cost; "
-                             f"update skipped ({skipped_in_a_row} in a row)")
-                    if skipped_in_a_row >= MAX_SKIPPED_IN_A_ROW:
-                        raise TrainingError(f"{MAX_SKIPPED_IN_A_ROW} updates in a row had no finite line-search cost; "
-                                            f"the parameters or data are not finite (check the data file for NaN)")
-                else:
-                    skipped_in_a_row = 0
-                    sgd_step(params, grads, step)
-                totals += (parts.total, parts.violated, 0.0 if after is None else after)
-                count += 1
-                self._log({"stage": "structnet", "epoch": epoch, "batch": b, "cost": parts.total,
-                           "hinge": parts.hinge, "aux": parts.aux, "decay": parts.decay, "violated": parts.violated,
-                           "step": step, "cost_after": after,
-                           "working_set": len(ws), "seconds": round(time.perf_counter() - t0, 4),
-                           "seconds_search": round(t1 - t0, 4), "seconds_grad": round(t2 - t1, 4),
-                           "seconds_line_search": round(t3 - t2, 4)})
-                bar.update(1)
-                bar.set_postfix(cost=f"{parts.total:.2f}", viol=f"{parts.violated:.2f}",
-                                step="skip" if step is None else f"{step:.0e}")
-                nxt = (epoch, b + 1) if b + 1 < nb else (epoch + 1, 0)
-                stop = self._stop_requested()
-                if stop or (b + 1) % cfg.checkpoint_every == 0 or b + 1 == nb:
-                    self._checkpoint("structnet", *nxt, params, {"working_set": ws.counts})
-                if stop:
-                    bar.close()
-                    return False
-            if count:
-                self.say(f"max-margin epoch {epoch + 1}/{cfg.epochs}: cost {totals[0] / count:.3f}, "
-                         f"violated {totals[1] / count:.2f}, cost after step {totals[2] / count:.3f}, "
-                         f"working set {len(ws)} poses")
-            start_batch = 0
-        bar.close()
+        done = self._run_epochs(
+            "structnet", cfg.epochs, cfg.batch_size, start, step, params, lambda: {"working_set": ws.counts},
+            epoch_line, lambda r: dict(cost=f"{r['cost']:.2f}", viol=f"{r['violated']:.2f}",
+                                       step="skip" if r["step"] is None else f"{r['step']:.0e}"))
+        if not done:
+            return False
         save_model(self.out / "model.npz", params.to("cpu"), "structnet", self.net_cfg, self.normalizer,
                    self.stats, cfg, {"subjects": list(self.subjects), "data": self.data_path})
         return True

@@ -12,7 +12,7 @@ import pytest
 from data import synth
 from nn.kernels import emulate
 from structlearn.config import TrainConfig
-from structlearn.evaluate import run_evaluation
+from structlearn.protocol import EvalConfig, run_evaluation
 from structlearn.train import train
 from tests.fake_cupy import installed
 
@@ -62,14 +62,13 @@ def test_training_and_evaluation_on_the_device_path(tiny, ls):
         return
     results = {}
     for device in ("cpu", "gpu"):
-        args = dict(run=str(d / f"{device}-{ls}"), data=path, subjects=["S9"], modes=("max", "avg", "pred", "apf"),
-                    A=5, train_images=64, device=device, batch_size=32, cache=False, progress=False,
-                    log=lambda *a: None)
+        cfg = EvalConfig(run=str(d / f"{device}-{ls}"), data=path, subjects=["S9"], modes=("max", "avg", "pred", "apf"),
+                         A=5, train_images=64, device=device, batch_size=32, cache=False, progress=False)
         if device == "gpu":
             with installed():
-                results[device] = run_evaluation(**args)
+                results[device] = run_evaluation(cfg, log=lambda *a: None)
         else:
-            results[device] = run_evaluation(**args)
+            results[device] = run_evaluation(cfg, log=lambda *a: None)
     for a, b in zip(results["cpu"], results["gpu"]):
         assert a["mode"] == b["mode"]
         assert b["mpjpe_all_frames"] == pytest.approx(a["mpjpe_all_frames"], rel=1e-3), a["mode"]

@@ -10,7 +10,10 @@ import numpy as np
 import pytest
 
 import run_eval
-from data.dataset import BatchLoader, ImageStats, PoseDataset, root_relative
+from data.dataset import PoseDataset, root_relative
+from data.h36m import POSE_DIM
+from data.imagestats import ImageStats
+from data.loader import BatchLoader
 from data.metrics import mpjpe
 from nn import backend
 from structlearn.checkpoint import load_checkpoint, save_checkpoint
@@ -204,7 +207,7 @@ def test_corrupt_model(tmp_path, capsys):
 
 def test_model_and_data_disagree_normaliser(setup, tmp_path, capsys):
     _, data, _ = setup
-    wrong = PoseNormalizer(np.zeros(51), np.full(51, 1e5))     # as if trained on poses in other units
+    wrong = PoseNormalizer(np.zeros(POSE_DIM), np.full(POSE_DIM, 1e5))     # as if trained on poses in other units
     run = make_run(tmp_path / "run", data, pretrain=False, normalizer=wrong)
     one_line_error(*call(["--run", run, "--subjects", "S9"], capsys)[::2], "disagree")
 

@@ -1,4 +1,5 @@
-"""The project's CUDA kernels: sources in nn/kernels/*.cu, compiled once per device and dtype.
+"""Loader and launcher of CUDA kernel sources: any package keeps its own .cu files and names
+them by path (nn's are in nn/kernels/*.cu), compiled once per file, device and dtype.
 
 Every kernel is a C++ template `template <typename T> __global__ void name(...)` over the float
 type T, instantiated for float and double (float64 is what the gradient checks use). `launch`
@@ -8,7 +9,7 @@ parameter must get an int32) and rejects arrays of the wrong dtype or layout, wh
 would silently give garbage.
 
 On CuPy arrays the kernels run on the device through `cupy.RawModule` (NVRTC), memoized per
-(file, device). On NumPy arrays they run through `nn.kernels.emulate`, which compiles the same
+(path, device). On NumPy arrays they run through `nn.kernels.emulate`, which compiles the same
 source for the CPU with a C++ compiler and loops over the grid. That is for the tests: it
 checks the kernels' index arithmetic and the launchers where no GPU is available. The CPU path of
 the project never calls it.
@@ -21,7 +22,7 @@ import numpy as np
 
 from .. import backend
 
-KERNEL_DIR = Path(__file__).resolve().parent
+KERNEL_DIR = Path(__file__).resolve().parent  # nn's own sources
 THREADS_PER_BLOCK = 256
 MAX_BLOCKS = 1 << 16  # grid-stride loops cover the rest
 FLOAT_TYPES = {np.dtype(np.float32): "float", np.dtype(np.float64): "double"}
@@ -48,35 +49,40 @@ class Param:
 
 
 @functools.lru_cache(maxsize=None)
-def source(file):
-    """Text of nn/kernels/<file>."""
-    return (KERNEL_DIR / file).read_text()
+def source(path):
+    """Text of the kernel source file at `path` (a pathlib.Path)."""
+    return Path(path).read_text()
 
 
 @functools.lru_cache(maxsize=None)
-def signatures(file):
-    """{kernel name: [Param, ...]} of the templated kernels in nn/kernels/<file>."""
-    found = {name: [Param(p) for p in params.split(",") if p.strip()] for name, params in _SIGNATURE.findall(source(file))}
+def parse_signatures(code):
+    """{kernel name: [Param, ...]} of the templated kernels in the source text `code`."""
+    return {name: [Param(p) for p in params.split(",") if p.strip()] for name, params in _SIGNATURE.findall(code)}
+
+
+def signatures(path):
+    """{kernel name: [Param, ...]} of the templated kernels in the source file at `path`."""
+    found = parse_signatures(source(path))
     if not found:
-        raise ValueError(f"nn/kernels/{file}: no 'template <typename T> __global__ void' kernels found")
+        raise ValueError(f"{path}: no 'template <typename T> __global__ void' kernels found")
     return found
 
 
-def instantiations(file):
+def instantiations(path):
     """The template instances compiled for every kernel of a file: 'name<float>', 'name<double>'."""
-    return [f"{name}<{t}>" for name in signatures(file) for t in FLOAT_TYPES.values()]
+    return [f"{name}<{t}>" for name in signatures(path) for t in FLOAT_TYPES.values()]
 
 
 @functools.lru_cache(maxsize=None)
-def _device_module(file, device_id):
+def _device_module(path, device_id):
     cp = backend.cupy()
     with cp.cuda.Device(device_id):
-        return cp.RawModule(code=source(file), options=("-std=c++14",), name_expressions=instantiations(file))
+        return cp.RawModule(code=source(path), options=("-std=c++14",), name_expressions=instantiations(path))
 
 
-def _device_kernel(file, name, dtype):
+def _device_kernel(path, name, dtype):
     cp = backend.cupy()
-    module = _device_module(file, cp.cuda.Device().id)
+    module = _device_module(path, cp.cuda.Device().id)
     return module.get_function(f"{name}<{FLOAT_TYPES[np.dtype(dtype)]}>")
 
 
@@ -85,8 +91,8 @@ def grid_for(total, threads=THREADS_PER_BLOCK):
     return max(1, min(MAX_BLOCKS, -(-int(total) // threads)))
 
 
-def launch(file, name, dtype, grid, block, *args):
-    """Run kernel `name` of nn/kernels/<file> instantiated for the float `dtype`.
+def launch(path, name, dtype, grid, block, *args):
+    """Run kernel `name` of the source file at `path` instantiated for the float `dtype`.
 
     grid, block: tuples (x[, y[, z]]). args follow the kernel's parameter list: arrays for
     pointers (C-contiguous, of the parameter's dtype, all CuPy or all NumPy), Python numbers for
@@ -95,7 +101,7 @@ def launch(file, name, dtype, grid, block, *args):
     dtype = np.dtype(dtype)
     if dtype not in FLOAT_TYPES:
         raise TypeError(f"kernel {name}: float type must be float32 or float64, got {dtype}")
-    params = signatures(file)[name]
+    params = signatures(path)[name]
     if len(args) != len(params):
         raise TypeError(f"kernel {name}: expected {len(params)} arguments ({', '.join(p.name for p in params)}), "
                         f"got {len(args)}")
@@ -114,7 +120,7 @@ def launch(file, name, dtype, grid, block, *args):
         else:
             converted.append(want.type(a))
     if on_gpu:
-        _device_kernel(file, name, dtype)(tuple(grid), tuple(block), tuple(converted))
+        _device_kernel(path, name, dtype)(tuple(grid), tuple(block), tuple(converted))
     else:
         from . import emulate
-        emulate.kernel(file, name, dtype)(tuple(grid), tuple(block), tuple(converted))
+        emulate.kernel(source(path), name, dtype)(tuple(grid), tuple(block), tuple(converted))

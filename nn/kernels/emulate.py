@@ -1,4 +1,4 @@
-"""Run the CUDA kernels of nn/kernels/*.cu on the CPU, for tests on machines without a GPU.
+"""Run CUDA kernel sources (see nn.kernels) on the CPU, for tests on machines without a GPU.
 
 The same source is compiled by the host C++ compiler with a small shim: `__global__` and
 `__device__` vanish, and threadIdx / blockIdx / blockDim / gridDim become globals that a
@@ -19,7 +19,7 @@ import tempfile
 
 import numpy as np
 
-from . import FLOAT_TYPES, signatures, source
+from . import FLOAT_TYPES, parse_signatures
 
 SHIM = """
 #include <cmath>
@@ -40,10 +40,10 @@ def compiler():
     return os.environ.get("CXX") or shutil.which("g++") or shutil.which("c++") or shutil.which("clang++")
 
 
-def _wrappers(file):
+def _wrappers(code):
     """C++ wrappers emulated_<kernel>_<type>(dims[6], args[]) that run a whole launch serially."""
     out = []
-    for name, params in signatures(file).items():
+    for name, params in parse_signatures(code).items():
         for t in FLOAT_TYPES.values():
             call = ", ".join(f"*reinterpret_cast<{p.text.replace('T', t) if p.ctype == 'T' else p.text} *>(args[{i}])"
                              for i, p in enumerate(params))
@@ -64,32 +64,33 @@ extern "C" void emulated_{name}_{t}(const unsigned int* dims, void** args)
 
 
 @functools.lru_cache(maxsize=None)
-def library(file):
-    """The CPU build of nn/kernels/<file> (cached on disk by the hash of its code)."""
+def library(code):
+    """The CPU build of the kernel source text `code` (cached on disk by the hash of its code)."""
     cxx = compiler()
     if cxx is None:
         raise RuntimeError("kernel emulation needs a C++ compiler (g++, c++ or clang++; or set CXX)")
-    code = SHIM + source(file) + _wrappers(file)
-    digest = hashlib.sha256((cxx + code).encode()).hexdigest()[:16]
+    full = SHIM + code + _wrappers(code)
+    digest = hashlib.sha256((cxx + full).encode()).hexdigest()[:16]
     cache = os.path.join(tempfile.gettempdir(), f"nn_kernel_emulation_{os.getuid()}")
     os.makedirs(cache, exist_ok=True)
-    lib = os.path.join(cache, f"{file.replace('.', '_')}_{digest}.so")
+    lib = os.path.join(cache, f"kernels_{digest}.so")
     if not os.path.exists(lib):
         src = lib[:-3] + ".cpp"
         with open(src, "w") as f:
-            f.write(code)
+            f.write(full)
         tmp = f"{lib}.{os.getpid()}.tmp"
         done = subprocess.run([cxx, "-std=c++14", "-O2", "-shared", "-fPIC", "-x", "c++", src, "-o", tmp],
                               capture_output=True, text=True)
         if done.returncode != 0:
-            raise RuntimeError(f"nn/kernels/{file}: the C++ compiler rejected the emulated source:\n{done.stderr}")
+            raise RuntimeError(f"{src}: the C++ compiler rejected the emulated source:\n{done.stderr}")
         os.replace(tmp, lib)
     return ctypes.CDLL(lib)
 
 
-def kernel(file, name, dtype):
-    """A callable with RawKernel's convention, k(grid, block, args), running on NumPy arrays."""
-    fn = getattr(library(file), f"emulated_{name}_{FLOAT_TYPES[np.dtype(dtype)]}")
+def kernel(code, name, dtype):
+    """Kernel `name` of the source text `code` for the float `dtype`: a callable with RawKernel's
+    convention, k(grid, block, args), running on NumPy arrays."""
+    fn = getattr(library(code), f"emulated_{name}_{FLOAT_TYPES[np.dtype(dtype)]}")
     fn.restype = None
 
     def run(grid, block, args):

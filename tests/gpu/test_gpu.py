@@ -7,8 +7,8 @@ import pytest
 from nn import Dropout, Identity, Linear, Params, ReLU, Tanh, backend
 from nn.conv import Conv2D
 from nn.gradcheck import check_gradients
-from nn.kernels import ops
 from nn.pool import MaxPool2D
+from structlearn import search_kernels
 
 pytestmark = [pytest.mark.gpu, pytest.mark.skipif(not backend.available, reason="needs CuPy and a CUDA device")]
 cp = backend._cupy
@@ -122,7 +122,8 @@ def test_search_kernels_parity(dtype):
     cand = rng.normal(0, 300, (C, 17, 3)).astype(dtype)
     f_I, emb = rng.standard_normal((B, D)).astype(dtype), rng.standard_normal((C, D)).astype(dtype)
     margins = candidate_margins(y, cand, 0.1).astype(dtype)
-    assert_close(ops.pairwise_mpjpe(cp.asarray(y), cp.asarray(cand), 0.1), margins, dtype, "pairwise_mpjpe")
+    assert_close(search_kernels.pairwise_mpjpe(cp.asarray(y), cp.asarray(cand), 0.1), margins, dtype,
+                 "pairwise_mpjpe")
     idx, margin, value = most_violated(f_I, emb, margins)
     idx_g, margin_g, value_g = most_violated(cp.asarray(f_I), cp.asarray(emb), None, cp.asarray(y),
                                              cp.asarray(cand), 0.1)  # the fused kernel
@@ -150,7 +151,7 @@ def test_top_k_parity(k):
 
 # ---- the StructNet cost and a training run -----------------------------------------------------
 def test_structnet_cost_parity_float64():
-    from structlearn.cost import structnet_cost_from_images
+    from structlearn.cost import Objective, Violators, structnet_cost_from_images
     from structlearn.network import StructNet
     from tests.structlearn.tiny import TINY, randomize_for_gradcheck
     rng = np.random.default_rng(5)
@@ -162,11 +163,13 @@ def test_structnet_cost_parity_float64():
     delta = rng.uniform(0, 2, B)
     (f2, f3), _ = net.convs.forward(params, images)
     masks = net.image.make_masks(rng, B, f2.shape[1], f3.shape[1], np.float64)
-    decay = net.decayed(params, train_convs=True)
-    parts, grads = structnet_cost_from_images(net, params, images, y_n, yhat_n, delta, masks, 1.0, 1e-3, decay)
+    objective = Objective(1.0, 1e-3, net.decayed(params, train_convs=True))
+    parts, grads = structnet_cost_from_images(net, params, images, y_n, Violators.fixed(yhat_n, delta), masks,
+                                              objective)
     gpu = lambda a: cp.asarray(a)  # noqa: E731
-    parts_g, grads_g = structnet_cost_from_images(net, params.to("gpu"), gpu(images), gpu(y_n), gpu(yhat_n),
-                                                  gpu(delta), {k: gpu(m) for k, m in masks.items()}, 1.0, 1e-3, decay)
+    parts_g, grads_g = structnet_cost_from_images(net, params.to("gpu"), gpu(images), gpu(y_n),
+                                                  Violators.fixed(gpu(yhat_n), gpu(delta)),
+                                                  {k: gpu(m) for k, m in masks.items()}, objective)
     assert parts_g.total == pytest.approx(parts.total, rel=1e-10)
     for k in grads:
         assert_close(grads_g[k], grads[k], np.float64, k)

@@ -1,6 +1,10 @@
-"""Shared helpers of the nn tests: a scalar objective over a layer and naive references."""
+"""Shared helpers of the nn tests: a scalar objective over a layer, naive references and an nvcc
+check of kernel sources."""
+import subprocess
+
 import numpy as np
 
+from nn import kernels
 from nn.gradcheck import check_gradients
 
 
@@ -51,3 +55,17 @@ def distinct_values(rng, shape, gap=0.05):
     """Entries all at least `gap` apart (no ties under max-pooling, even after a 1e-6 probe)."""
     n = int(np.prod(shape))
     return (rng.permutation(n) * gap - n * gap / 2).reshape(shape) + rng.uniform(0, gap / 10, shape)
+
+
+def compile_with_nvcc(nvcc, path, tmp_path):
+    """nvcc's CompletedProcess for the kernel source at `path` with every float/double
+    instantiation of its kernels made explicit (compiles without a GPU)."""
+    lines = []
+    for name, params in kernels.signatures(path).items():
+        for t in kernels.FLOAT_TYPES.values():
+            args = ", ".join(p.text.replace("T", t) if p.ctype == "T" else p.text for p in params)
+            lines.append(f"template __global__ void {name}<{t}>({args});")
+    src = tmp_path / path.name
+    src.write_text(kernels.source(path) + "\n" + "\n".join(lines) + "\n")
+    return subprocess.run([nvcc, "-std=c++14", "-arch=sm_80", "-c", str(src), "-o", str(tmp_path / "k.o")],
+                          capture_output=True, text=True)

@@ -3,21 +3,21 @@ nn.kernels.emulate (the same source, compiled by the host C++ compiler). This ch
 kernels' index arithmetic, padding, bounds and tie-breaking and the launchers' grids, argument
 order and dtypes on machines without a GPU; tests/gpu/ runs them on a device."""
 import shutil
-import subprocess
 
 import numpy as np
 import pytest
 from hypothesis import given, strategies as st
 
-from data.metrics import pairwise_mpjpe
 from nn import kernels
-from nn.conv import col2im_add, conv_output_size, im2col, pad_hwnc
+from nn.conv import col2im_add, conv_output_size, im2col
 from nn.kernels import emulate, ops
 from nn.pool import MaxPool2D
 
+from .helpers import compile_with_nvcc
+
 pytestmark = pytest.mark.skipif(emulate.compiler() is None, reason="kernel emulation needs a C++ compiler")
 DTYPES = [np.float32, np.float64]
-KERNEL_FILES = ["conv.cu", "pool.cu", "search.cu"]
+KERNEL_FILES = [ops.CONV_CU, ops.POOL_CU]
 
 
 @st.composite
@@ -38,19 +38,18 @@ def test_im2col_and_col2im_match_numpy(g, data):
     out_w = conv_output_size(g["w"], g["kw"], g["sx"], g["pw"])
     r0 = data.draw(st.integers(0, out_h - 1))
     rows = slice(r0, data.draw(st.integers(r0 + 1, out_h)))  # a block of output rows, as Conv2D uses
-    geometry = (g["kh"], g["kw"], g["sy"], g["sx"])
-    xpad = pad_hwnc(x, g["ph"], g["pw"])
+    geometry = (g["kh"], g["kw"], g["sy"], g["sx"], g["ph"], g["pw"], out_w)
 
-    col = ops.im2col(x, *geometry, g["ph"], g["pw"], out_w, rows)
-    np.testing.assert_array_equal(col, im2col(xpad, *geometry, rows))
+    col = ops.im2col(x, *geometry, rows)
+    np.testing.assert_array_equal(col, im2col(x, *geometry, rows))
 
     gcol = rng.standard_normal(col.shape).astype(g["dtype"])
     start = rng.standard_normal(x.shape).astype(g["dtype"])   # col2im adds into what is there
     gx = start.copy()
-    ops.col2im_add(gx, gcol, *geometry, g["ph"], g["pw"], out_w, rows)
-    gxpad = np.zeros_like(xpad)
-    col2im_add(gxpad, gcol, *geometry, rows)
-    want = start + gxpad[g["ph"]:g["ph"] + g["h"], g["pw"]:g["pw"] + g["w"]]
+    ops.col2im_add(gx, gcol, *geometry, rows)
+    added = np.zeros_like(x)
+    col2im_add(added, gcol, *geometry, rows)
+    want = start + added
     np.testing.assert_allclose(gx, want, rtol=1e-5 if g["dtype"] == np.float32 else 1e-12, atol=1e-5)
 
 
@@ -70,69 +69,29 @@ def test_maxpool_kernels_match_numpy(h, w, n, c, k, seed, dtype):
     np.testing.assert_array_equal(ops.maxpool_backward(gy, idx_k, x.shape, k), layer.backward({}, cache, gy)[0])
 
 
-@given(b=st.integers(1, 6), c=st.integers(1, 1100), j=st.integers(1, 17), seed=st.integers(0, 2**16),
-       dtype=st.sampled_from(DTYPES))
-def test_pairwise_mpjpe_kernel_matches_numpy(b, c, j, seed, dtype):
-    rng = np.random.default_rng(seed)
-    a, cand = rng.normal(0, 300, (b, j, 3)).astype(dtype), rng.normal(0, 300, (c, j, 3)).astype(dtype)
-    np.testing.assert_allclose(ops.pairwise_mpjpe(a, cand, 0.1), 0.1 * pairwise_mpjpe(a, cand),
-                               rtol=1e-5 if dtype == np.float32 else 1e-12)
-
-
-@given(b=st.integers(1, 5), c=st.integers(1, 2500), seed=st.integers(0, 2**16), dtype=st.sampled_from(DTYPES),
-       tie=st.booleans())
-def test_fused_most_violated_matches_argmax_of_score_plus_margin(b, c, seed, dtype, tie):
-    rng = np.random.default_rng(seed)
-    y = rng.normal(0, 200, (b, 17, 3)).astype(dtype)
-    cand = rng.normal(0, 200, (c, 17, 3)).astype(dtype)
-    if tie and c > 3:  # duplicate candidates give exactly equal values: the lower index must win
-        cand[c - 1] = cand[c // 2]
-        cand[1] = cand[c // 2]
-    scale = 0.01
-    margins = ops.pairwise_mpjpe(y, cand, scale)  # the same float arithmetic as the fused kernel
-    scores = rng.standard_normal((b, c)).astype(dtype)
-    if tie and c > 3:
-        scores[:, [1, c // 2, c - 1]] = scores[:, [c // 2]] + 100  # the tied triple is the maximum
-    idx, margin, value = ops.most_violated(scores, y, cand, scale)
-    values = scores + margins
-    np.testing.assert_array_equal(idx, values.argmax(axis=1))
-    rows = np.arange(b)
-    np.testing.assert_array_equal(margin, margins[rows, idx])
-    np.testing.assert_array_equal(value, values[rows, idx])
-
-
 def test_launch_rejects_wrong_arguments():
     x = np.zeros((4, 4, 1, 1), np.float32)
     with pytest.raises(TypeError, match="argument idx must be a C-contiguous uint8 array, got int64"):
-        kernels.launch("pool.cu", "maxpool_forward", np.float32, (1,), (32,), x, np.zeros((2, 2, 1, 1), np.float32),
+        kernels.launch(ops.POOL_CU, "maxpool_forward", np.float32, (1,), (32,), x, np.zeros((2, 2, 1, 1), np.float32),
                        np.zeros((2, 2, 1, 1), np.int64), 4, 4, 1, 2, 2, 2)
     with pytest.raises(TypeError, match="expected 9 arguments"):
-        kernels.launch("pool.cu", "maxpool_forward", np.float32, (1,), (32,), x)
+        kernels.launch(ops.POOL_CU, "maxpool_forward", np.float32, (1,), (32,), x)
     with pytest.raises(TypeError, match="float32 or float64"):
         ops.maxpool_forward(x.astype(np.float16), 2)
 
 
 def test_every_kernel_file_declares_kernels():
-    found = {f: sorted(kernels.signatures(f)) for f in KERNEL_FILES}
-    assert found == {"conv.cu": ["col2im_hwnc", "im2col_hwnc"], "pool.cu": ["maxpool_backward", "maxpool_forward"],
-                     "search.cu": ["most_violated_partial", "most_violated_reduce", "pairwise_mpjpe"]}
+    found = {f.name: sorted(kernels.signatures(f)) for f in KERNEL_FILES}
+    assert found == {"conv.cu": ["col2im_hwnc", "im2col_hwnc"], "pool.cu": ["maxpool_backward", "maxpool_forward"]}
 
 
 NVCC = shutil.which("nvcc")
 
 
 @pytest.mark.skipif(NVCC is None, reason="nvcc not installed")
-@pytest.mark.parametrize("file", KERNEL_FILES)
-def test_kernels_compile_with_nvcc(file, tmp_path):
+@pytest.mark.parametrize("path", KERNEL_FILES, ids=lambda p: p.name)
+def test_kernels_compile_with_nvcc(path, tmp_path):
     """The CUDA compiler accepts every instantiation (no GPU needed to compile)."""
-    lines = []
-    for name, params in kernels.signatures(file).items():
-        for t in kernels.FLOAT_TYPES.values():
-            args = ", ".join(p.text.replace("T", t) if p.ctype == "T" else p.text for p in params)
-            lines.append(f"template __global__ void {name}<{t}>({args});")
-    src = tmp_path / file
-    src.write_text(kernels.source(file) + "\n" + "\n".join(lines) + "\n")
-    done = subprocess.run([NVCC, "-std=c++14", "-arch=sm_80", "-c", str(src), "-o", str(tmp_path / "k.o")],
-                          capture_output=True, text=True)
+    done = compile_with_nvcc(NVCC, path, tmp_path)
     assert done.returncode == 0, done.stderr
     assert "warning" not in done.stderr.lower(), done.stderr

@@ -2,7 +2,7 @@ import numpy as np
 import pytest
 
 from nn.gradcheck import check_gradients
-from structlearn.cost import structnet_cost, structnet_cost_from_images
+from structlearn.cost import Objective, Violators, structnet_cost, structnet_cost_from_images
 from structlearn.network import POSE_EMBEDDINGS, StructNet
 
 from .tiny import TINY, randomize_for_gradcheck
@@ -32,7 +32,8 @@ def test_full_cost_gradient_every_block(kind):
     net, params, images, y_n, yhat_n, delta, masks = _setup(kind)
     lam, alpha = 0.7, 1e-2
     decay = net.decayed(params, train_convs=True)
-    parts, grads = structnet_cost_from_images(net, params, images, y_n, yhat_n, delta, masks, lam, alpha, decay)
+    fixed, objective = Violators.fixed(yhat_n, delta), Objective(lam, alpha, decay)
+    parts, grads = structnet_cost_from_images(net, params, images, y_n, fixed, masks, objective)
     assert 0 < parts.violated < 1 and parts.hinge > 0 and parts.aux > 0 and parts.decay > 0
     trainable = net.trainable(params, train_convs=True)
     assert set(grads) == set(trainable)
@@ -40,8 +41,7 @@ def test_full_cost_gradient_every_block(kind):
         assert "h5.W" not in grads  # the fixed random layer is not trained
 
     def f():
-        return structnet_cost_from_images(net, params, images, y_n, yhat_n, delta, masks, lam, alpha, decay,
-                                          need_grads=False)[0].total
+        return structnet_cost_from_images(net, params, images, y_n, fixed, masks, objective, need_grads=False)[0].total
     errors = check_gradients(f, {k: params[k] for k in trainable}, grads, max_probes=25)
     assert max(errors.values()) < 1e-6, errors
     # the convolutions' blocks are all there: image -> conv1 .. conv3
@@ -53,7 +53,8 @@ def test_cost_parts_match_equations():
     (f2, f3), _ = net.convs.forward(params, images)
     lam, alpha = 1.0, 1e-3
     decay = net.decayed(params)
-    parts, grads, _ = structnet_cost(net, params, f2, f3, y_n, yhat_n, delta, masks, lam, alpha, decay)
+    parts, grads, _ = structnet_cost(net, params, f2, f3, y_n, Violators.fixed(yhat_n, delta), masks,
+                                     Objective(lam, alpha, decay))
     f_I, f_P, _ = net.image.forward(params, f2, f3, masks)
     fJy, _ = net.pose.forward(params, y_n)
     fJh, _ = net.pose.forward(params, yhat_n)
@@ -71,7 +72,8 @@ def test_aux_gradient_stays_below_h3():
     # decay gradients only (the paper: L_P has no effect on the pose network or h4)
     net, params, images, y_n, yhat_n, delta, masks = _setup("2layer", seed=4)
     (f2, f3), _ = net.convs.forward(params, images)
-    parts, grads, _ = structnet_cost(net, params, f2, f3, y_n, yhat_n, delta - 1e3, masks, 1.0, 0.0, [])
+    parts, grads, _ = structnet_cost(net, params, f2, f3, y_n, Violators.fixed(yhat_n, delta - 1e3), masks,
+                                     Objective(1.0, 0.0))
     assert parts.violated == 0
     for k in ("h4.W", "h4.b", "h5.W", "h6.W"):
         assert not np.any(grads[k]), k
@@ -83,11 +85,10 @@ def test_shape_mismatch_is_named():
     net, params, images, y_n, yhat_n, delta, masks = _setup("2layer")
     (f2, f3), _ = net.convs.forward(params, images)
     with pytest.raises(ValueError, match="batch shapes disagree"):
-        structnet_cost(net, params, f2, f3, y_n, yhat_n[:-1], delta, masks, 1.0, 0.0, [])
+        structnet_cost(net, params, f2, f3, y_n, Violators.fixed(yhat_n[:-1], delta), masks, Objective(1.0, 0.0))
 
 
 def test_max_margin_cost_equals_cost_at_most_violated_pose():
-    from structlearn.cost import max_margin_cost
     from structlearn.search import candidate_margins, most_violated
     net, params, images, y_n, _, _, masks = _setup("2layer", seed=5)
     rng = np.random.default_rng(5)
@@ -97,15 +98,17 @@ def test_max_margin_cost_equals_cost_at_most_violated_pose():
     margins = candidate_margins(y_mm, cand_mm, 0.01)
     f_I, _, _ = net.image.forward(params, f2, f3, masks)
     v, delta, _ = most_violated(f_I, net.pose.forward(params, cand_n)[0], margins)
-    parts, _, _ = structnet_cost(net, params, f2, f3, y_n, cand_n[v], delta, masks, 0.5, 1e-3, net.decayed(params),
+    objective = Objective(0.5, 1e-3, net.decayed(params))
+    parts, _, _ = structnet_cost(net, params, f2, f3, y_n, Violators.fixed(cand_n[v], delta), masks, objective,
                                  need_grads=False)
-    whole = max_margin_cost(net, params, f2, f3, y_n, cand_n, margins, masks, 0.5, 1e-3, net.decayed(params))
+    whole, _, _ = structnet_cost(net, params, f2, f3, y_n, Violators.among(cand_n, margins), masks, objective,
+                                 need_grads=False)
     assert np.isclose(whole.total, parts.total) and np.isclose(whole.hinge, parts.hinge)
 
 
 @pytest.mark.parametrize("kind", POSE_EMBEDDINGS)
 def test_step_cost_equals_cost_at_moved_parameters(kind):
-    from structlearn.cost import StepCost, max_margin_cost
+    from structlearn.cost import StepCost
     from structlearn.search import candidate_margins, most_violated
     net, params, images, y_n, _, _, masks = _setup(kind, seed=6)
     rng = np.random.default_rng(6)
@@ -114,14 +117,15 @@ def test_step_cost_equals_cost_at_moved_parameters(kind):
     margins = candidate_margins(rng.normal(0, 200, (len(y_n), 17, 3)), rng.normal(0, 200, (7, 17, 3)), 0.01)
     f_I, _, _ = net.image.forward(params, f2, f3, masks)
     v, delta, _ = most_violated(f_I, net.pose.forward(params, cand_n)[0], margins)
-    decay = net.decayed(params)
-    _, grads, _ = structnet_cost(net, params, f2, f3, y_n, cand_n[v], delta, masks, 0.5, 1e-2, decay)
+    objective = Objective(0.5, 1e-2, net.decayed(params))
+    among, fixed_D = Violators.among(cand_n, margins), Violators.fixed(cand_n[v], delta)
+    _, grads, _ = structnet_cost(net, params, f2, f3, y_n, fixed_D, masks, objective)
     grads = {k: grads[k] for k in net.trainable(params)}
-    whole = StepCost(net, params, grads, f2, f3, y_n, cand_n, margins, masks, 0.5, 1e-2, decay, reselect=True)
-    fixed = StepCost(net, params, grads, f2, f3, y_n, cand_n[v], delta, masks, 0.5, 1e-2, decay, reselect=False)
+    whole = StepCost(net, params, grads, f2, f3, y_n, among, masks, objective)
+    fixed = StepCost(net, params, grads, f2, f3, y_n, fixed_D, masks, objective)
     for s in (0.0, 1e-3, 0.1, 3.0):
         p = params.moved(grads, -s)
-        expect = max_margin_cost(net, p, f2, f3, y_n, cand_n, margins, masks, 0.5, 1e-2, decay).total
+        expect = structnet_cost(net, p, f2, f3, y_n, among, masks, objective, need_grads=False)[0].total
         assert np.isclose(whole(s), expect, rtol=1e-10), (s, whole(s), expect)
-        expect = structnet_cost(net, p, f2, f3, y_n, cand_n[v], delta, masks, 0.5, 1e-2, decay, need_grads=False)[0].total
+        expect = structnet_cost(net, p, f2, f3, y_n, fixed_D, masks, objective, need_grads=False)[0].total
         assert np.isclose(fixed(s), expect, rtol=1e-10), (s, fixed(s), expect)

@@ -1,4 +1,4 @@
-"""Evaluation library: aggregation, streaming top-k, bank cache, normaliser check, result objects."""
+"""Evaluation library: aggregation, streaming top-k, bank cache, normaliser check, result objects, EvalConfig."""
 import os
 
 import numpy as np
@@ -6,11 +6,16 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from data.dataset import ImageStats
+from data.imagestats import ImageStats
+from data.h36m import N_JOINTS
 from structlearn import evaluate as E
+from structlearn import report
+from structlearn.bank import bank_cache_path, check_normalizer, load_or_build_bank
 from structlearn.encoding import PoseNormalizer
-from structlearn.inference import average_prefixes, predict_from_bank, top_k_scores
+from structlearn.inference import average_prefixes, top_k_scores
 from structlearn.network import StructNet
+from structlearn.protocol import EvalConfig
+from structlearn.trained_run import EvalError, LoadedModel, resolve_run
 
 from .tiny import TINY
 
@@ -105,13 +110,13 @@ def test_top_k_rejects_bad_k():
         top_k_scores(np.ones((1, 2)), np.ones((3, 2)), 0)
 
 
-def test_average_prefixes_matches_predict_from_bank():
+def test_average_prefixes_matches_the_mean_of_the_best():
     rng = np.random.default_rng(1)
-    bank = rng.standard_normal((40, 17, 3)).astype(np.float32)
+    bank = rng.standard_normal((40, N_JOINTS, 3)).astype(np.float32)
     top = np.stack([rng.permutation(40)[:25] for _ in range(6)])
     out = average_prefixes(top, bank, [1, 7, 25, 30])
     for a in (1, 7, 25):
-        np.testing.assert_allclose(out[a], predict_from_bank(top, bank, a), atol=1e-5)
+        np.testing.assert_allclose(out[a], bank[top[:, :a]].mean(axis=1), atol=1e-5)
     np.testing.assert_allclose(out[30], out[25])  # clipped to the 25 available
 
 
@@ -119,11 +124,11 @@ def test_average_prefixes_matches_predict_from_bank():
 def _tiny_model(tmp_path, rng):
     net = StructNet(TINY)
     params = net.init_params(rng, np.float32)
-    poses = rng.normal(0, 300, (50, 17, 3)).astype(np.float32)
+    poses = rng.normal(0, 300, (50, N_JOINTS, 3)).astype(np.float32)
     poses -= poses[:, :1]
     normalizer = PoseNormalizer.fit(poses)
     stats = ImageStats(np.full(3, 100.0), np.eye(3) * 400)
-    model = E.LoadedModel(str(tmp_path / "model.npz"), "structnet", net, params, {}, normalizer, stats)
+    model = LoadedModel(str(tmp_path / "model.npz"), "structnet", net, params, {}, normalizer, stats)
     return model, poses
 
 
@@ -132,66 +137,66 @@ def test_bank_cache_reused_and_invalidated(tmp_path):
     model, poses = _tiny_model(tmp_path, rng)
     rows = np.arange(len(poses))
     cache = tmp_path / "model.bank.npz"
-    b1 = E.load_or_build_bank(model, poses, rows)
+    b1 = load_or_build_bank(model, poses, rows)
     assert b1.source == "computed" and cache.exists()
-    assert E.bank_cache_path(model.path) == str(cache)
-    b2 = E.load_or_build_bank(model, poses, rows)
+    assert bank_cache_path(model.path) == str(cache)
+    b2 = load_or_build_bank(model, poses, rows)
     assert b2.source == "cache"
     np.testing.assert_array_equal(b1.emb, b2.emb)
 
     # a parameter outside the pose branch does not change the embeddings: cache still valid
     model.params["h4.W"] = model.params["h4.W"] + 1
-    assert E.load_or_build_bank(model, poses, rows).source == "cache"
+    assert load_or_build_bank(model, poses, rows).source == "cache"
 
     # a pose-branch parameter does: recomputed, and the new values are right
     model.params["h6.b"] = model.params["h6.b"] + 1
-    b3 = E.load_or_build_bank(model, poses, rows)
+    b3 = load_or_build_bank(model, poses, rows)
     assert b3.source == "computed" and b3.fingerprint != b1.fingerprint
     assert not np.allclose(b3.emb, b1.emb)
-    assert E.load_or_build_bank(model, poses, rows).source == "cache"
+    assert load_or_build_bank(model, poses, rows).source == "cache"
 
     # other bank poses (another data file) and another normaliser invalidate it too
-    assert E.load_or_build_bank(model, poses[:-1], rows[:-1]).source == "computed"
+    assert load_or_build_bank(model, poses[:-1], rows[:-1]).source == "computed"
     model.normalizer = PoseNormalizer(model.normalizer.offset, model.normalizer.scale * 2)
-    assert E.load_or_build_bank(model, poses[:-1], rows[:-1]).source == "computed"
+    assert load_or_build_bank(model, poses[:-1], rows[:-1]).source == "computed"
 
     # a corrupt cache is replaced, not trusted
     cache.write_bytes(b"not an npz")
-    assert E.load_or_build_bank(model, poses, rows).source == "computed"
-    assert E.load_or_build_bank(model, poses, rows).source == "cache"
+    assert load_or_build_bank(model, poses, rows).source == "computed"
+    assert load_or_build_bank(model, poses, rows).source == "cache"
 
 
 def test_bank_no_cache_writes_nothing(tmp_path):
     model, poses = _tiny_model(tmp_path, np.random.default_rng(1))
-    b = E.load_or_build_bank(model, poses, np.arange(len(poses)), cache=False)
-    assert b.source == "computed" and not os.path.exists(E.bank_cache_path(model.path))
+    b = load_or_build_bank(model, poses, np.arange(len(poses)), cache=False)
+    assert b.source == "computed" and not os.path.exists(bank_cache_path(model.path))
 
 
 # ----------------------------------------------------------------------------- data checks
 def test_check_normalizer():
     rng = np.random.default_rng(2)
-    poses = rng.normal(0, 300, (200, 17, 3))
+    poses = rng.normal(0, 300, (200, N_JOINTS, 3))
     poses -= poses[:, :1]
     norm = PoseNormalizer.fit(poses)
-    E.check_normalizer(norm, poses, "d.h5", "m.npz")                    # its own data
-    E.check_normalizer(norm, 1.1 * poses, "d.h5", "m.npz")              # similar data
-    with pytest.raises(E.EvalError, match="disagree"):
-        E.check_normalizer(norm, poses / 1000, "d.h5", "m.npz")         # metres
-    with pytest.raises(E.EvalError, match="disagree"):
-        E.check_normalizer(norm, poses * 5, "d.h5", "m.npz")
+    check_normalizer(norm, poses, "d.h5", "m.npz")                    # its own data
+    check_normalizer(norm, 1.1 * poses, "d.h5", "m.npz")              # similar data
+    with pytest.raises(EvalError, match="disagree"):
+        check_normalizer(norm, poses / 1000, "d.h5", "m.npz")         # metres
+    with pytest.raises(EvalError, match="disagree"):
+        check_normalizer(norm, poses * 5, "d.h5", "m.npz")
 
 
 def test_resolve_run(tmp_path):
-    with pytest.raises(E.EvalError, match="no such run directory"):
-        E.resolve_run(tmp_path / "absent")
+    with pytest.raises(EvalError, match="no such run directory"):
+        resolve_run(tmp_path / "absent")
     (tmp_path / "run").mkdir()
     (tmp_path / "run" / "log.jsonl").write_text("")
-    with pytest.raises(E.EvalError, match="no model.npz"):
-        E.resolve_run(tmp_path / "run")
+    with pytest.raises(EvalError, match="no model.npz"):
+        resolve_run(tmp_path / "run")
     (tmp_path / "run" / "model.npz").write_bytes(b"")
-    assert E.resolve_run(tmp_path / "run") == (str(tmp_path / "run" / "model.npz"), None)
+    assert resolve_run(tmp_path / "run") == (str(tmp_path / "run" / "model.npz"), None)
     (tmp_path / "run" / "pretrain_model.npz").write_bytes(b"")
-    assert E.resolve_run(tmp_path / "run" / "model.npz")[1] == str(tmp_path / "run" / "pretrain_model.npz")
+    assert resolve_run(tmp_path / "run" / "model.npz")[1] == str(tmp_path / "run" / "pretrain_model.npz")
 
 
 # ----------------------------------------------------------------------------- results and tables
@@ -205,7 +210,7 @@ def _output():
 
 
 def test_mode_results_schema():
-    res = E.mode_results(_output(), ("max", "avg"), ["S9"], {"bank_poses": 9})
+    res = report.mode_results(_output(), ("max", "avg"), ["S9"], {"bank_poses": 9})
     assert [(r["mode"], r["A"], r["sweep"]) for r in res] == [("max", 1, False), ("avg", 2, False), ("avg", 5, True)]
     r = res[0]
     assert r["method"] == "StructNet-Max" and r["in_paper"] and r["subjects"] == ["S9"]
@@ -216,8 +221,8 @@ def test_mode_results_schema():
 
 
 def test_format_table_columns_and_overall_rows():
-    res = E.mode_results(_output(), ("max", "avg"), ["S9"])[:2]
-    text = E.format_table(res, "mpjpe", "T")
+    res = report.mode_results(_output(), ("max", "avg"), ["S9"])[:2]
+    text = report.format_table(res, "mpjpe", "T")
     lines = text.splitlines()
     assert lines[0] == "T"
     assert "Max" in lines[2] and "Avg(2)" in lines[2]
@@ -232,6 +237,17 @@ def test_skeleton_rows_alternate_subjects():
     rows = np.arange(12)
     subjects = np.array(["S9"] * 6 + ["S11"] * 6, dtype=object)
     actions = np.array(["Walking", "Eating", "Sitting"] * 4, dtype=object)
-    picked = E._skeleton_rows(rows, subjects, actions, n=2)
+    picked = report.skeleton_rows(rows, subjects, actions, n=2)
     meta = [(subjects[r], actions[r]) for r in picked]
     assert meta == [("S9", "Eating"), ("S11", "Walking")]
+
+
+def test_eval_config_defaults_and_dict():
+    cfg = EvalConfig(subjects="S11,s9", modes=["max", "avg"], sweep=[1, 5])
+    assert cfg.subjects == ("S9", "S11") and cfg.modes == ("max", "avg") and cfg.sweep == (1, 5)
+    d = cfg.to_dict()
+    assert d["subjects"] == ["S9", "S11"] and d["apf"]["n_particles"] == cfg.apf.n_particles
+    assert EvalConfig(**{**d, "apf": cfg.apf}) == cfg
+    assert EvalConfig().modes == E.MODES and EvalConfig().A is None
+    with pytest.raises(ValueError, match="export_path"):
+        EvalConfig(export_k=3)

@@ -96,8 +96,22 @@ def test_variants_train(tiny_data, kw):
     # the ablations of Table 1 (StructNet*: lambda = 0) and Table 3, and the non-default line search
     d, path = tiny_data
     out = d / ("variant-" + "-".join(f"{k}{v}" for k, v in kw.items()))
-    train(_cfg(path, out, pretrain_epochs=1, epochs=1, **kw), log=lambda *a: None)
-    assert (out / "model.npz").exists()
+    cfg = _cfg(path, out, pretrain_epochs=1, epochs=1, **kw)
+    train(cfg, log=lambda *a: None)
+    _, pre, _ = load_model(str(out / "pretrain_model.npz"))
+    net, model, _ = load_model(str(out / "model.npz"))
+    init = net.init_params(np.random.default_rng([cfg.seed, 2]))       # Algorithm 1's initial layers
+    frozen = set(net.pose.frozen) | (set() if cfg.train_convs else set(net.conv_names))
+    for k in model:
+        start = pre[k] if k in net.conv_names else init[k]
+        if k in frozen:
+            np.testing.assert_array_equal(model[k], start, err_msg=k)
+        elif cfg.lam or not k.startswith("g7."):        # lambda = 0: g7 starts at zero and only decays
+            assert not np.array_equal(model[k], start), k
+    # every update took a finite step that did not raise the batch's cost
+    rows = [r for r in _log(out) if r["stage"] == "structnet"]
+    assert rows and all(r["step"] is not None and np.isfinite(r["cost"]) for r in rows)
+    assert all(r["cost_after"] <= r["cost"] * (1 + 1e-4) for r in rows), rows
 
 
 def test_bad_settings_are_one_line_errors(tiny_data):

@@ -14,6 +14,7 @@ Shading: wrapped Lambert + ambient + a darker rim, a room with baked floor and w
 import numpy as np
 
 from data import h36m
+from data.dataset import IMAGE_SIZE
 
 # Materials: rows of BodyStyle.albedo.
 SKIN, SHIRT, PANTS, SHOES, HAIR, EYE, LIPS, CHAIR, SLEEVE = range(9)
@@ -149,7 +150,7 @@ def body_primitives(joints, style):
 def chair_primitives(seat_xy, yaw, seat_height, R, T):
     """Boxes of a chair (seat, backrest, four legs) whose seat top is centred at floor point
     seat_xy (mm, world) and `seat_height` mm high, facing heading `yaw`; camera coordinates."""
-    fwd = np.array([-np.sin(yaw), np.cos(yaw), 0.0])       # the heading convention of data.motion
+    fwd = np.array([-np.sin(yaw), np.cos(yaw), 0.0])       # the heading convention of data.synth.motion
     up = np.array([0.0, 0.0, 1.0])
     left = np.cross(up, fwd)
     axes = np.stack([left, fwd, up], axis=1)
@@ -405,7 +406,7 @@ def _blur3(img, weight):
     return img + weight * (b - img)
 
 
-def render(joints, camera, crop_box, R, T, style, room, light, rng, size=128, extra=()):
+def render(joints, camera, crop_box, R, T, style, room, light, rng, size=IMAGE_SIZE, extra=()):
     """Render a person into a square crop. Returns uint8 (size,size,3).
 
     joints (17,3): camera coordinates, mm. crop_box: (x0, y0, side) in full-image pixels.

@@ -368,132 +368,173 @@ def _side_pair(rng, active, rest):
     return (active, _pick(rng, rest)) if rng.random() < 0.5 else (_pick(rng, rest), active)
 
 
+# One round of each action's script: the segments appended while the script is shorter than the
+# sequence. step(sc, rng, r, chair): sc the Script, r the round's uniform draw, chair the seated
+# actions' chair (None for the others). The draws' order is the generator's: changing it changes
+# every synthetic dataset.
+def _directions(sc, rng, r, chair):
+    if r < 0.3:
+        sc.walk(dist=700, speed=(0.6, 1.0))
+    sc.stand(*_side_pair(rng, "point", ["down", "down", "bent", "hip", "pocket", "gesture"]),
+             duration=(1.5, 3.5))
+
+
+def _discussion(sc, rng, r, chair):
+    if r < 0.15:
+        sc.walk(dist=600, speed=(0.5, 0.9))
+    left = _pick(rng, ["gesture", "gesture_high", "bent"])
+    right = _pick(rng, ["gesture", "down", "hip", "cross"])
+    if rng.random() < 0.5:
+        left, right = right, left
+    sc.stand(left, right, body=trunk(rng, flex=(0, 15), twist=12), duration=(1.0, 3.0))
+
+
+def _eating(sc, rng, r, chair):
+    arms = _side_pair(rng, "mouth", ["table", "table", "knee"]) if r < 0.55 else ("table", "table")
+    body = trunk(rng, flex=(5, 30), look_down=(5, 30))
+    sc.stand(*arms, legs=legs_chair(rng), body=body, duration=(1.2, 3.0),
+             yaw=chair["yaw"], kind="chair")
+
+
+def _greeting(sc, rng, r, chair):
+    if r < 0.35:
+        sc.walk(dist=1500, speed=(0.8, 1.3))
+    kind = rng.random()
+    if kind < 0.45:
+        arms = _side_pair(rng, "wave", ["down", "bent"])
+        side = "L" if arms[0] == "wave" else "R"
+        sc.stand(*arms, duration=(1.5, 3.0), osc=[(side + "Shoulder_rot", 18, 2.0)])
+    elif kind < 0.75:
+        sc.stand(*_side_pair(rng, "shake", ["down"]), body=trunk(rng, flex=(10, 30)),
+                 duration=(1.0, 2.5), osc=[("Spine_flex", 4, 1.5)])
+    else:
+        sc.stand("gesture", "gesture", duration=(1.0, 2.0))
+
+
+def _phoning(sc, rng, r, chair):
+    arms = _side_pair(rng, "ear", ["down", "hip", "bent", "gesture", "cross"])
+    if r < 0.35:
+        sc.walk(*arms, dist=900, speed=(0.5, 1.0), arm_swing=False)
+    elif r < 0.45:
+        sc.stand(*_side_pair(rng, "watch", ["watch"]), body=trunk(rng, look_down=(25, 45)))
+    else:
+        sc.stand(*arms, body=trunk(rng, twist=12))
+
+
+def _photo(sc, rng, r, chair):
+    if r < 0.35:
+        sc.walk(dist=1000, speed=(0.6, 1.1))
+    legs = legs_crouch(rng) if rng.random() < 0.35 else (legs_kneel(rng) if rng.random() < 0.15 else None)
+    sc.stand("camera", "camera", legs=legs, body=trunk(rng, flex=(0, 25), look_down=(-10, 10)),
+             duration=(1.5, 3.5))
+
+
+def _posing(sc, rng, r, chair):
+    legs = _pick(rng, [legs_stand, legs_wide, legs_lunge, legs_knee_lift, legs_stand])(rng)
+    # Every candidate is drawn (the _side_pair ones consume draws) before one is picked.
+    arms = _pick(rng, [("hip", "hip"), ("up", "up"), ("side", "side"), ("cross", "cross"),
+                       _side_pair(rng, "up", ["hip", "down", "side"]),
+                       _side_pair(rng, "point", ["hip", "down"]), ("behind", "behind")])
+    body = trunk(rng, flex=(-10, 20), lat=10, twist=15)
+    if r < 0.2:
+        sc.walk(dist=800, speed=(0.6, 1.0))
+    sc.stand(*arms, legs=legs, body=body, duration=(2.0, 4.0))
+
+
+def _purchases(sc, rng, r, chair):
+    arms = _pick(rng, [("carry", "carry"), _side_pair(rng, "bag", ["down", "carry"])])
+    sc.walk(*arms, dist=1000, speed=(0.6, 1.1), arm_swing=False)
+    if r < 0.5:
+        sc.stand(*_side_pair(rng, "reach", ["down", "bag"]), duration=(1.0, 2.5))
+    else:
+        legs = legs_crouch(rng) if rng.random() < 0.5 else legs_stand(rng)
+        sc.stand("reach", _pick(rng, ["down", "reach"]), legs=legs,
+                 body=trunk(rng, flex=(35, 75), look_down=(10, 40)), duration=(1.0, 2.5))
+
+
+def _sitting(sc, rng, r, chair):
+    arms = _pick(rng, [("knee", "knee"), ("gesture", "knee"), ("cross", "cross"),
+                       _side_pair(rng, "chin", ["knee", "table"]), ("table", "table"),
+                       ("behind", "behind"), _side_pair(rng, "ear", ["knee", "table"])])
+    body = trunk(rng, flex=(-15, 35), twist=12, look_down=(0, 25))
+    sc.stand(*arms, legs=legs_chair(rng), body=body, duration=(2.0, 5.0),
+             yaw=chair["yaw"], kind="chair")
+
+
+def _sitting_down(sc, rng, r, chair):
+    if r < 0.25:
+        sc.walk(dist=800, speed=(0.5, 0.9))
+    if r < 0.45:
+        sc.stand(*_side_pair(rng, "floor", ["knee"]), legs=legs_kneel(rng),
+                 body=trunk(rng, flex=(10, 40)), duration=(1.0, 2.0))
+    arms = _pick(rng, [("floor", "floor"), ("hug_knees", "hug_knees"), ("knee", "knee"),
+                       _side_pair(rng, "floor", ["knee", "gesture"])])
+    lean = rng.uniform(-25, 20) if "floor" not in arms else rng.uniform(-30, -10)
+    body = trunk(rng, flex=(lean - 5, lean + 5), look_down=(0, 20))
+    sc.stand(*arms, legs=legs_floor(rng), body=body, duration=(2.5, 5.0), kind="floor")
+
+
+def _smoking(sc, rng, r, chair):
+    if r < 0.2:
+        sc.walk(*_side_pair(rng, "bent", ["down"]), dist=800, speed=(0.5, 0.9))
+    side_arms = _side_pair(rng, "mouth", ["cross", "down", "hip", "pocket"])
+    sc.stand(*side_arms, duration=(1.0, 2.0))
+    sc.stand(*[("bent" if a == "mouth" else a) for a in side_arms], duration=(1.5, 3.5),
+             yaw=sc.segments[-1].yaw + rng.normal(0, 0.3))
+
+
+def _waiting(sc, rng, r, chair):
+    if r < 0.25:
+        sc.walk(dist=800, speed=(0.5, 0.9))
+    arms = _pick(rng, [("cross", "cross"), ("behind", "behind"), ("pocket", "pocket"),
+                       ("down", "down"), ("hip", "hip"), _side_pair(rng, "watch", ["watch"])])
+    body = trunk(rng, flex=(0, 10), lat=6, twist=10, look_down=(-10, 25))
+    sc.stand(*arms, body=body, duration=(2.0, 4.5), osc=[("Neck_lat", 8, 0.3)])
+
+
+def _walk_dog(sc, rng, r, chair):
+    arms = _side_pair(rng, "leash", ["down", "bent"])
+    sc.walk(*arms, speed=(0.5, 1.2), dist=900, arm_swing=False)
+    if r < 0.35:
+        sc.stand(*arms, legs=legs_crouch(rng) if rng.random() < 0.4 else None,
+                 body=trunk(rng, flex=(20, 60), look_down=(20, 45)), duration=(1.0, 2.5))
+
+
+def _walking(sc, rng, r, chair):
+    sc.walk(speed=(1.1, 1.5), dist=1800)
+    if r < 0.15:
+        sc.stand("down", "down", duration=(0.8, 2.0))
+
+
+def _walk_together(sc, rng, r, chair):
+    body = trunk(rng, flex=(0, 5), twist=4)
+    _set(body, "Spine_twist", rng.choice([-1, 1]) * rng.uniform(8, 20))
+    _set(body, "Neck_lat", rng.normal(0, 8))
+    arms = ("down", "down") if r < 0.7 else _side_pair(rng, "gesture", ["down"])
+    sc.walk(*arms, speed=(0.8, 1.15), body=body, dist=1800)
+
+
+ACTION_SCRIPTS = {
+    "Directions": _directions, "Discussion": _discussion, "Eating": _eating, "Greeting": _greeting,
+    "Phoning": _phoning, "Photo": _photo, "Posing": _posing, "Purchases": _purchases,
+    "Sitting": _sitting, "SittingDown": _sitting_down, "Smoking": _smoking, "Waiting": _waiting,
+    "WalkDog": _walk_dog, "Walking": _walking, "WalkTogether": _walk_together,
+}
+SEATED_ACTIONS = ("Sitting", "Eating")      # performed on a chair
+
+
 def script_action(action, skel, height, rng, duration):
     """Segments for one sequence of `action` lasting about `duration` seconds."""
+    if action not in ACTION_SCRIPTS:
+        raise ValueError(f"no motion script for action {action!r}")
+    step = ACTION_SCRIPTS[action]
     start = rng.uniform(-AREA, AREA) * 0.6
     sc = Script(skel, height, rng, start)
-    rest = ["down", "down", "bent", "hip", "pocket"]
     chair = None
-
-    def total():
-        return sum(s.duration for s in sc.segments)
-
-    if action in ("Sitting", "Eating"):
+    if action in SEATED_ACTIONS:
         chair = dict(pos=np.array(start), yaw=rng.uniform(-np.pi, np.pi))
-    while total() < duration:
-        r = rng.random()
-        if action == "Walking":
-            sc.walk(speed=(1.1, 1.5), dist=1800)
-            if r < 0.15:
-                sc.stand("down", "down", duration=(0.8, 2.0))
-        elif action == "WalkTogether":
-            body = trunk(rng, flex=(0, 5), twist=4)
-            _set(body, "Spine_twist", rng.choice([-1, 1]) * rng.uniform(8, 20))
-            _set(body, "Neck_lat", rng.normal(0, 8))
-            arms = ("down", "down") if r < 0.7 else _side_pair(rng, "gesture", ["down"])
-            sc.walk(*arms, speed=(0.8, 1.15), body=body, dist=1800)
-        elif action == "WalkDog":
-            arms = _side_pair(rng, "leash", ["down", "bent"])
-            sc.walk(*arms, speed=(0.5, 1.2), dist=900, arm_swing=False)
-            if r < 0.35:
-                sc.stand(*arms, legs=legs_crouch(rng) if rng.random() < 0.4 else None,
-                         body=trunk(rng, flex=(20, 60), look_down=(20, 45)), duration=(1.0, 2.5))
-        elif action == "Directions":
-            if r < 0.3:
-                sc.walk(dist=700, speed=(0.6, 1.0))
-            sc.stand(*_side_pair(rng, "point", rest + ["gesture"]), duration=(1.5, 3.5))
-        elif action == "Discussion":
-            if r < 0.15:
-                sc.walk(dist=600, speed=(0.5, 0.9))
-            left = _pick(rng, ["gesture", "gesture_high", "bent"])
-            right = _pick(rng, ["gesture", "down", "hip", "cross"])
-            if rng.random() < 0.5:
-                left, right = right, left
-            sc.stand(left, right, body=trunk(rng, flex=(0, 15), twist=12), duration=(1.0, 3.0))
-        elif action == "Greeting":
-            if r < 0.35:
-                sc.walk(dist=1500, speed=(0.8, 1.3))
-            kind = rng.random()
-            if kind < 0.45:
-                arms = _side_pair(rng, "wave", ["down", "bent"])
-                side = "L" if arms[0] == "wave" else "R"
-                sc.stand(*arms, duration=(1.5, 3.0), osc=[(side + "Shoulder_rot", 18, 2.0)])
-            elif kind < 0.75:
-                sc.stand(*_side_pair(rng, "shake", ["down"]), body=trunk(rng, flex=(10, 30)),
-                         duration=(1.0, 2.5), osc=[("Spine_flex", 4, 1.5)])
-            else:
-                sc.stand("gesture", "gesture", duration=(1.0, 2.0))
-        elif action == "Phoning":
-            arms = _side_pair(rng, "ear", ["down", "hip", "bent", "gesture", "cross"])
-            if r < 0.35:
-                sc.walk(*arms, dist=900, speed=(0.5, 1.0), arm_swing=False)
-            elif r < 0.45:
-                sc.stand(*_side_pair(rng, "watch", ["watch"]), body=trunk(rng, look_down=(25, 45)))
-            else:
-                sc.stand(*arms, body=trunk(rng, twist=12))
-        elif action == "Photo":
-            if r < 0.35:
-                sc.walk(dist=1000, speed=(0.6, 1.1))
-            legs = legs_crouch(rng) if rng.random() < 0.35 else (legs_kneel(rng) if rng.random() < 0.15 else None)
-            sc.stand("camera", "camera", legs=legs, body=trunk(rng, flex=(0, 25), look_down=(-10, 10)),
-                     duration=(1.5, 3.5))
-        elif action == "Posing":
-            legs = _pick(rng, [legs_stand, legs_wide, legs_lunge, legs_knee_lift, legs_stand])(rng)
-            arms = _pick(rng, [("hip", "hip"), ("up", "up"), ("side", "side"), ("cross", "cross"),
-                               _side_pair(rng, "up", ["hip", "down", "side"]),
-                               _side_pair(rng, "point", ["hip", "down"]), ("behind", "behind")])
-            body = trunk(rng, flex=(-10, 20), lat=10, twist=15)
-            if r < 0.2:
-                sc.walk(dist=800, speed=(0.6, 1.0))
-            sc.stand(*arms, legs=legs, body=body, duration=(2.0, 4.0))
-        elif action == "Purchases":
-            arms = _pick(rng, [("carry", "carry"), _side_pair(rng, "bag", ["down", "carry"])])
-            sc.walk(*arms, dist=1000, speed=(0.6, 1.1), arm_swing=False)
-            if r < 0.5:
-                sc.stand(*_side_pair(rng, "reach", ["down", "bag"]), duration=(1.0, 2.5))
-            else:
-                legs = legs_crouch(rng) if rng.random() < 0.5 else legs_stand(rng)
-                sc.stand("reach", _pick(rng, ["down", "reach"]), legs=legs,
-                         body=trunk(rng, flex=(35, 75), look_down=(10, 40)), duration=(1.0, 2.5))
-        elif action == "Sitting":
-            arms = _pick(rng, [("knee", "knee"), ("gesture", "knee"), ("cross", "cross"),
-                               _side_pair(rng, "chin", ["knee", "table"]), ("table", "table"),
-                               ("behind", "behind"), _side_pair(rng, "ear", ["knee", "table"])])
-            body = trunk(rng, flex=(-15, 35), twist=12, look_down=(0, 25))
-            sc.stand(*arms, legs=legs_chair(rng), body=body, duration=(2.0, 5.0),
-                     yaw=chair["yaw"], kind="chair")
-        elif action == "Eating":
-            arms = _side_pair(rng, "mouth", ["table", "table", "knee"]) if r < 0.55 else ("table", "table")
-            body = trunk(rng, flex=(5, 30), look_down=(5, 30))
-            sc.stand(*arms, legs=legs_chair(rng), body=body, duration=(1.2, 3.0),
-                     yaw=chair["yaw"], kind="chair")
-        elif action == "SittingDown":
-            if r < 0.25:
-                sc.walk(dist=800, speed=(0.5, 0.9))
-            if r < 0.45:
-                sc.stand(*_side_pair(rng, "floor", ["knee"]), legs=legs_kneel(rng),
-                         body=trunk(rng, flex=(10, 40)), duration=(1.0, 2.0))
-            arms = _pick(rng, [("floor", "floor"), ("hug_knees", "hug_knees"), ("knee", "knee"),
-                               _side_pair(rng, "floor", ["knee", "gesture"])])
-            lean = rng.uniform(-25, 20) if "floor" not in arms else rng.uniform(-30, -10)
-            body = trunk(rng, flex=(lean - 5, lean + 5), look_down=(0, 20))
-            sc.stand(*arms, legs=legs_floor(rng), body=body, duration=(2.5, 5.0), kind="floor")
-        elif action == "Smoking":
-            if r < 0.2:
-                sc.walk(*_side_pair(rng, "bent", ["down"]), dist=800, speed=(0.5, 0.9))
-            side_arms = _side_pair(rng, "mouth", ["cross", "down", "hip", "pocket"])
-            sc.stand(*side_arms, duration=(1.0, 2.0))
-            sc.stand(*[("bent" if a == "mouth" else a) for a in side_arms], duration=(1.5, 3.5),
-                     yaw=sc.segments[-1].yaw + rng.normal(0, 0.3))
-        elif action == "Waiting":
-            if r < 0.25:
-                sc.walk(dist=800, speed=(0.5, 0.9))
-            arms = _pick(rng, [("cross", "cross"), ("behind", "behind"), ("pocket", "pocket"),
-                               ("down", "down"), ("hip", "hip"), _side_pair(rng, "watch", ["watch"])])
-            body = trunk(rng, flex=(0, 10), lat=6, twist=10, look_down=(-10, 25))
-            sc.stand(*arms, body=body, duration=(2.0, 4.5), osc=[("Neck_lat", 8, 0.3)])
-        else:
-            raise ValueError(f"no motion script for action {action!r}")
+    while sum(s.duration for s in sc.segments) < duration:
+        step(sc, rng, rng.random(), chair)
     return sc.segments, chair, start
 
 

@@ -1,0 +1,58 @@
+"""python -m data.synth: generate (or reuse) the synthetic dataset, or preview it.
+
+    python -m data.synth --out FILE.h5 [--scale S] [--seed N] [--workers W] [--force]
+    python -m data.synth --preview FILE.png [--data FILE.h5]
+"""
+import argparse
+import logging
+import os
+import sys
+import time
+
+import data.synth
+from data.dataset import DatasetError
+from data.synth.generator import FRAMES_PER_SEQUENCE, default_path, ensure_synthetic
+from data.synth.preview import preview
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(prog="python -m data.synth", description=data.synth.__doc__.split("\n")[0])
+    g = parser.add_argument_group("generation")
+    g.add_argument("--out", help="dataset file to write (default: the cache path for --scale/--seed)")
+    g.add_argument("--scale", type=float, default=1.0,
+                   help=f"size multiplier: {FRAMES_PER_SEQUENCE} frames per sequence and camera at 1 (default 1)")
+    g.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
+    g.add_argument("--workers", type=int, default=None, help="processes (default: all cores)")
+    g.add_argument("--force", action="store_true", help="regenerate even if a matching file exists")
+    p = parser.add_argument_group("preview")
+    p.add_argument("--preview", metavar="PNG", help="write a grid of samples with their skeletons")
+    p.add_argument("--data", metavar="H5", help="sample the preview from this dataset file")
+    args = parser.parse_args(argv)
+    if args.scale <= 0:
+        parser.error("--scale must be positive")
+    if args.workers is not None and args.workers < 1:
+        parser.error("--workers must be at least 1")
+    if args.data and not args.preview:
+        parser.error("--data only goes with --preview")
+    logging.basicConfig(level=logging.INFO, format="%(message)s")
+    try:
+        if args.preview:
+            if args.out:
+                parser.error("--preview and --out are separate commands")
+            preview(args.preview, data=args.data, seed=args.seed)
+            print(f"wrote {args.preview}")
+            return 0
+        path = args.out or default_path(args.scale, args.seed)
+        if args.force and os.path.exists(path):
+            os.remove(path)
+        start = time.time()
+        path = ensure_synthetic(path, scale=args.scale, seed=args.seed, workers=args.workers)
+        print(f"{path}: {os.path.getsize(path) / 2**20:.0f} MiB ({time.time() - start:.0f} s)")
+    except DatasetError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

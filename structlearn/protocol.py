@@ -1,0 +1,110 @@
+"""The paper's evaluation protocol end to end (Sec. 5.2, Table 1, Figures 3-4), run_eval.py's work:
+EvalConfig says what to evaluate and where the results go; run_evaluation loads the run, makes
+one streaming pass over the test images (structlearn.evaluate), prints the tables and writes
+the JSON, the top-k export and the figures (structlearn.report)."""
+import os
+from dataclasses import asdict, dataclass, field
+
+from apf import APFConfig
+from data import h36m
+
+from . import report
+from .evaluate import MODES, Evaluator, default_A
+from .trained_run import EvalError, resolve_run
+
+
+@dataclass
+class EvalConfig:
+    # model and data
+    run: str = "runs/latest"           # run directory of run_train.py (model.npz, pretrain_model.npz) or a model.npz
+    data: str = ""                     # HDF5 file; "" = the file the model was trained on
+    subjects: tuple = h36m.TEST_SUBJECTS   # test subjects (names or the groups test/train/all)
+    actions: tuple = ()                # test actions; () = every action in the file
+    max_images: int = 0                # an evenly spaced subset of at most this many test images; 0 = all
+    device: str = "cpu"                # cpu | gpu
+    batch_size: int = 256              # test images per batch
+    bank_chunk: int = 16384            # bank poses scored per GEMM: memory is batch_size x bank_chunk scores
+    cache: bool = True                 # read and write the bank embedding cache (<model>.bank.npz)
+    # inference
+    modes: tuple = MODES               # structlearn.evaluate.MODES, evaluated and reported in this order
+    modes_explicit: bool = True        # False (run_eval's default --mode): drop hml, with a note, when the run has
+                                       # no pretrain_model.npz; True: that is an error
+    A: int = None                      # poses averaged by StructNet-Avg(A) and the APF/IK targets; None = default_A
+    sweep: tuple = ()                  # also StructNet-Avg(A) for these A (Figure 3)
+    export_k: int = 0                  # write the export_k best bank poses per test image ...
+    export_path: str = ""              # ... to this .npz (report.save_topk); export_k 0 = no export
+    train_images: int = 2000           # training images for the alignment statistic and Figure 4; 0 = skip
+    apf: APFConfig = field(default_factory=APFConfig)   # StructNet-Avg(A)-APF (docs/apf.md)
+    # output
+    json_path: str = ""                # the result objects as JSON (docs/eval.md); "" = none
+    figures_dir: str = ""              # Figure 4 and the skeletons (and Figure 3 with a sweep); "" = none (a
+                                       # sweep then draws Figure 3 into <run dir>/eval)
+    progress: bool = True              # progress bars on stderr
+
+    def __post_init__(self):
+        self.subjects = h36m.parse_subjects(self.subjects)
+        self.actions, self.modes, self.sweep = tuple(self.actions), tuple(self.modes), tuple(self.sweep)
+        if self.export_k and not self.export_path:
+            raise ValueError("export_k needs an export_path")
+
+    def to_dict(self):
+        d = asdict(self)
+        for k in ("subjects", "actions", "modes", "sweep"):
+            d[k] = list(d[k])
+        d["apf"]["stages"] = list(d["apf"]["stages"])
+        return d
+
+
+def run_evaluation(cfg, log=print):
+    """Evaluate cfg.run on the test rows: every mode, Table 1, the P-MPJPE table and the alignment
+    statistic printed through log; the JSON, the top-k file and the figures written where cfg says.
+    Returns the list of result objects (the JSON). EvalError for anything the user can fix."""
+    say = log
+    modes = cfg.modes
+    model_path, pretrain_path = resolve_run(cfg.run)
+    if "hml" in modes and pretrain_path is None:
+        if cfg.modes_explicit:
+            raise EvalError(f"mode hml (DconvMP-HML) needs pretrain_model.npz beside {model_path}")
+        say(f"note: no pretrain_model.npz beside {model_path}: DconvMP-HML (hml) skipped")
+        modes = tuple(m for m in modes if m != "hml")
+    ev = Evaluator(cfg.run, cfg.data or None, cfg.device, cache=cfg.cache, hml="hml" in modes, log=say)
+    M = ev.bank_size
+    A_auto = cfg.A is None
+    A = default_A(M) if A_auto else min(int(cfg.A), M)
+    subjects = list(cfg.subjects)
+    idx = ev.test_rows(subjects, list(cfg.actions) or None, cfg.max_images)
+    present = [s for s in subjects if s in set(ev.dataset.metadata(idx)["subject"].tolist())]
+    rule = f"default: 0.5% of the {M}-pose bank, as the paper's 500 of ~100k" if A_auto else "given"
+    report.print_setup(ev, A, rule, present, len(idx), cfg.max_images, say)
+
+    test_meta = ev.dataset.metadata(idx)
+    keep = report.skeleton_rows(idx, test_meta["subject"], test_meta["action"]) if cfg.figures_dir else ()
+    output = ev.run(idx, modes, A, sweep=cfg.sweep, export_k=cfg.export_k, apf_config=cfg.apf,
+                    batch_size=cfg.batch_size, chunk=cfg.bank_chunk, keep_rows=keep, progress=cfg.progress)
+    align = None
+    if cfg.train_images > 0:
+        align = ev.alignment(cfg.train_images, cfg.batch_size, cfg.bank_chunk, keep_embeddings=bool(cfg.figures_dir),
+                             progress=cfg.progress)
+    context = {"model": ev.model_path, "pretrain_model": ev.pretrain_path if "hml" in modes else None,
+               "data": ev.data_path, "device": cfg.device, "bank_poses": M, "bank_subjects": list(ev.train_subjects),
+               "A_rule": rule, "max_images": cfg.max_images, "distinct_top1": output.distinct_top1,
+               "mean_pose_mpjpe": output.mean_pose_mpjpe,
+               "test_rows_first_last": [int(idx[0]), int(idx[-1])],
+               "apf": asdict(cfg.apf) if "apf" in modes else None,
+               "train_alignment": {k: v for k, v in align.items() if k not in ("f_I", "positions")} if align else None,
+               "seconds": {k: round(v, 3) for k, v in output.seconds.items()}}
+    results = report.mode_results(output, modes, present, context)
+    report.print_results(results, output, align, modes, present, say)
+
+    if cfg.json_path:
+        report.write_json(cfg.json_path, results)
+        say(f"wrote {cfg.json_path}")
+    if cfg.export_k:
+        report.save_topk(cfg.export_path, output, ev.bank, cfg.export_k, ev.dataset)
+        say(f"wrote {cfg.export_path}: top-{min(cfg.export_k, M)} poses and scores of {len(idx)} test images")
+    fig_dir = cfg.figures_dir or (os.path.join(os.path.dirname(ev.model_path), "eval") if cfg.sweep else "")
+    if fig_dir:
+        for path in report.write_figures(ev, output, modes, results, align, fig_dir, cfg.sweep, bool(cfg.figures_dir),
+                                         say):
+            say(f"wrote {path}")
+    return results

@@ -1,0 +1,202 @@
+"""What an evaluation prints and writes: Table 1 and the P-MPJPE table as text, the result
+objects of --json (schema: docs/eval.md), the top-k export (multiple hypotheses) and which
+figures are drawn from what (the drawing itself: structlearn.figures)."""
+import json
+import os
+from pathlib import Path
+
+import numpy as np
+
+from data import h36m
+from data.dataset import root_relative
+from nn.params import save_npz_atomic
+
+from .evaluate import PAPER_MODES, USES_A, method_name, summarize
+from .inference import to_host
+
+
+# ============================================================================ result objects
+def mode_results(output, modes, subjects, context=None):
+    """The JSON objects of run_eval --json: one per mode, then one per sweep value of A (mode
+    "avg", "sweep": true). See docs/eval.md for the schema."""
+    objs = []
+
+    def obj(mode, A, e, pe, sweep=False):
+        m, pm = summarize(e, output.actions), summarize(pe, output.actions)
+        return {"mode": mode, "method": method_name(mode, A), "in_paper": mode in PAPER_MODES,
+                "A": A, "sweep": sweep, "subjects": list(subjects),
+                "actions": list(m["per_action"]), "n_frames": m["n"],
+                "mpjpe": m["per_action"], "mpjpe_all_frames": m["all_frames"],
+                "mpjpe_all_frames_std": m["all_frames_std"], "mpjpe_action_mean": m["action_mean"],
+                "pmpjpe": pm["per_action"], "pmpjpe_all_frames": pm["all_frames"],
+                "pmpjpe_all_frames_std": pm["all_frames_std"], "pmpjpe_action_mean": pm["action_mean"],
+                "context": context or {}}
+
+    for mode in modes:
+        A = output.A if mode in USES_A else (1 if mode == "max" else None)
+        objs.append(obj(mode, A, output.mpjpe[mode], output.pmpjpe[mode]))
+    for a, v in output.sweep.items():
+        objs.append(obj("avg", a, v["mpjpe"], v["pmpjpe"], sweep=True))
+    return objs
+
+
+# ============================================================================ export
+def save_topk(path, output, bank, k, dataset):
+    """Multiple hypotheses per test image (npz): poses (N,k,17,3) root-relative mm, scores (N,k)
+    best first, bank_index (N,k) positions in the bank, bank_rows (N,k) their data-file rows, and
+    per image rows, subject, action, camera, frame and gt (N,17,3)."""
+    idx = output.topk["bank_index"][:, :k]
+    meta = dataset.metadata(output.rows)
+    save_npz_atomic(path, {
+        "poses": bank.poses[idx], "scores": output.topk["scores"][:, :k], "bank_index": idx,
+        "bank_rows": bank.rows[idx], "rows": output.rows,
+        "subject": meta["subject"].astype(str), "action": meta["action"].astype(str),
+        "camera": meta["camera"].astype(str), "frame": meta["frame"],
+        "gt": root_relative(dataset.poses(output.rows)).astype(np.float32)})
+
+
+def write_json(path, results):
+    """Atomic JSON write of the result list."""
+    path = Path(path)
+    if path.parent and not path.parent.exists():
+        path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(path.name + ".tmp")
+    with open(tmp, "w") as f:
+        json.dump(results, f, indent=1)
+    os.replace(tmp, path)
+
+
+# ============================================================================ printing
+def format_table(results, metric="mpjpe", title=""):
+    """Table 1 as text: one row per action, one column per result (mean (std) over frames), then
+    the mean over all frames and the mean over actions."""
+    cols = [r["method"].replace("StructNet-", "") for r in results]
+    actions = list(results[0][metric])
+    width = max(16, *(len(c) + 2 for c in cols))
+    lines = [title] if title else []
+    if any(r["method"].startswith("StructNet-") for r in results):
+        lines.append("(columns: StructNet-<column>" + ("; DconvMP-HML: the multi-task baseline of [18])"
+                                                       if any(r["mode"] == "hml" for r in results) else ")"))
+    head = f"{'Action':<14}{'frames':>7}" + "".join(f"{c:>{width}}" for c in cols)
+    lines += [head, "-" * len(head)]
+    for a in actions:
+        cells = "".join(f"{r[metric][a]['mean']:>{width - 8}.2f} ({r[metric][a]['std']:5.1f})"
+                        if a in r[metric] else f"{'-':>{width}}" for r in results)
+        lines.append(f"{a:<14}{results[0][metric][a]['n']:>7}" + cells)
+    lines.append("-" * len(head))
+    lines.append(f"{'All (frames)':<14}{results[0]['n_frames']:>7}" + "".join(
+        f"{r[metric + '_all_frames']:>{width - 8}.2f} ({r[metric + '_all_frames_std']:5.1f})" for r in results))
+    lines.append(f"{'All (actions)':<14}{len(actions):>7}" + "".join(
+        f"{r[metric + '_action_mean']:>{width - 8}.2f}{'':>8}" for r in results))
+    return "\n".join(lines)
+
+
+def print_setup(ev, A, A_rule, present, n_images, max_images, say=print):
+    """The lines before the evaluation: the model, the pose bank, A and the test set."""
+    cfg = ev.model.net.cfg
+    say(f"model: {ev.model_path} (input {cfg.input_size}x{cfg.input_size}, embedding {ev.bank.emb.shape[1]}-d, "
+        f"{cfg.pose_embedding} pose embedding); data: {ev.data_path}")
+    say(f"pose bank: {ev.bank_size} training poses of {','.join(ev.train_subjects)}; embeddings {ev.bank.source} "
+        f"({ev.bank_seconds:.2f} s)")
+    say(f"A = {A} ({A_rule}); test: {','.join(present)}, {n_images} images"
+        + (f" (evenly spaced subset, --max-images {max_images})" if max_images else ""))
+    overlap = sorted(set(present) & set(ev.train_subjects))
+    if overlap:
+        say(f"note: {','.join(overlap)} are training subjects: their poses are in the bank")
+
+
+def print_results(results, output, align, modes, present, say=print):
+    """Table 1 (MPJPE), the P-MPJPE table, the sweep over A, the alignment statistic and the
+    sanity references (distinct max-score poses, the mean pose's error, timings)."""
+    main = [r for r in results if not r["sweep"]]
+    say("")
+    say(format_table(main, "mpjpe", f"Table 1: MPJPE (mm) on {','.join(present)}: mean (std) over the frames "
+                                    f"of each action"))
+    say("")
+    say(format_table(main, "pmpjpe", "P-MPJPE (mm, after a similarity Procrustes alignment per frame): "
+                                     "mean (std) over frames"))
+    swept = [r for r in results if r["sweep"]]
+    if swept:
+        say("")
+        say("StructNet-Avg(A) versus A (Figure 3), MPJPE (mm): "
+            + ", ".join(f"A={r['A']}: {r['mpjpe_all_frames']:.2f} / {r['mpjpe_action_mean']:.2f}" for r in swept)
+            + "  (all frames / mean of actions)")
+    say("")
+    say("All (frames): mean over every test frame; All (actions): unweighted mean of the per-action means; "
+        "std over frames (ddof 0).")
+    if "ik" in modes:
+        say("* StructNet-Avg(A)-IK is not in the paper: skeleton.forward(skeleton.inverse(Avg(A))) with the test "
+            "subject's skeleton; the paper's valid-pose variant is StructNet-Avg(A)-APF.")
+    if align:
+        say(f"training-set alignment: {100 * align['share_30mm']:.1f}% of {align['images']} training images have "
+            f"their max-score pose within 30 mm MPJPE of the ground truth (median {align['median_mm']:.1f} mm; "
+            "paper: 97%)")
+        if align["f_I_relative_spread"] < 1e-3:
+            say(f"warning: the image embedding is nearly the same for every training image (spread "
+                f"{align['f_I_relative_spread']:.1e} of its size): the model looks collapsed")
+    if output.distinct_top1:
+        say(f"max-score poses: {output.distinct_top1} distinct bank poses over {len(output.rows)} test images")
+    say(f"reference: the mean training pose, predicted for every test image, has MPJPE {output.mean_pose_mpjpe:.2f} mm "
+        "(all frames)")
+    say("time (s): " + ", ".join(f"{k} {v:.1f}" for k, v in output.seconds.items() if v > 0))
+
+
+# ============================================================================ figures
+def skeleton_rows(rows, subjects, actions, n=6):
+    """Up to n test rows for the skeleton picture: evenly spaced actions, the subjects taken in
+    turn, the middle image of each (subject, action)."""
+    names = [a for a in h36m.ACTIONS if a in set(actions.tolist())]
+    subs = [s for s in h36m.ALL_SUBJECTS if s in set(subjects.tolist())]
+    picks = [names[i] for i in np.unique(np.round(np.linspace(0, len(names) - 1, min(n, len(names)))).astype(int))]
+    out = []
+    for i, a in enumerate(picks):
+        r = rows[(actions == a) & (subjects == subs[i % len(subs)])]
+        if len(r) == 0:
+            r = rows[actions == a]
+        out.append(int(r[len(r) // 2]))
+    return np.array(out, dtype=np.int64)
+
+
+def write_figures(ev, output, modes, results, align, figures_dir, sweep, full, say):
+    """Draw into figures_dir what the evaluation has the data for; returns the paths written.
+
+    Figure 3 when A was swept, Figure 4 when the alignment kept the training embeddings, the
+    skeletons when test rows were kept (output.keep_rows). full: --figures was given, so a
+    missing Figure 4 deserves a note.
+    """
+    from . import figures  # matplotlib only when figures are drawn
+    os.makedirs(figures_dir, exist_ok=True)
+    written = []
+    if sweep:
+        points = {r["A"]: (r["mpjpe_all_frames"], r["mpjpe_action_mean"]) for r in results if r["sweep"]}
+        mx = next(((r["mpjpe_all_frames"], r["mpjpe_action_mean"]) for r in results if r["mode"] == "max"), None)
+        written.append(figures.figure3(os.path.join(figures_dir, "fig3_error_vs_A.png"), points, mx,
+                                       paper_A=output.A, bank_size=ev.bank_size))
+    if align is not None and "f_I" in align:
+        pos = align["positions"]
+        rows = ev.bank.rows[pos]
+        subjects = ev.dataset.metadata(rows)["subject"]
+        mask = subjects == subjects[0]
+        images = ev.dataset.read_images(rows)
+        written.append(figures.figure4(os.path.join(figures_dir, "fig4_embedding.png"), align["f_I"],
+                                       to_host(ev.bank.emb[pos]), images, ev.bank.poses[pos], image_mask=mask))
+    elif full:
+        say("note: Figure 4 needs training images (--train-images > 0); skipped")
+    if len(output.keep_rows):
+        shown = [m for m in ("apf", "avg", "ik", "max", "pred", "hml") if m in modes][:1]
+        if "max" in modes and shown != ["max"]:
+            shown.append("max")
+        rows = output.keep_rows
+        meta = ev.dataset.metadata(rows)
+        absolute = ev.dataset.poses(rows).astype(np.float64)
+        root = absolute[:, :1]
+        images = ev.dataset.read_images(rows)
+        preds = {method_name(m, output.A): output.kept[m] for m in shown}
+        joints2d = {"ground truth": ev.dataset.crop_joints(rows)}
+        for label, p in preds.items():
+            joints2d[label] = ev.dataset.crop_joints(rows, poses=p + root)
+        titles = [f"{s} {a}, camera {c}, frame {f}" for s, a, c, f in
+                  zip(meta["subject"], meta["action"], meta["camera"], meta["frame"])]
+        written.append(figures.skeleton_figure(os.path.join(figures_dir, "skeletons.png"), images, joints2d,
+                                               output.kept_gt, preds, titles))
+    return written
