@@ -66,6 +66,9 @@ def build_parser():
     g.add_argument("--ls-fixed", dest="ls_reselect", action="store_false", help="line search on the fixed extended "
                    "data D (y_hat kept); the default re-selects y_hat among the batch's candidates at every trial "
                    "step, since eq. 12's cost depends on theta through y_hat (the fixed variant diverged in our runs)")
+    g.add_argument("--optimizer", default=D.optimizer, choices=("linesearch", "adam"), help="linesearch: the paper's "
+                   "grid line search and SGD step; adam: Adam on the same cost instead (default: %(default)s)")
+    g.add_argument("--adam-lr", type=float, default=D.adam_lr, help="Adam's rate with --optimizer adam (default: %(default)s)")
     g.add_argument("--noise-std", type=float, default=D.noise_std, help="PCA colour-noise std (default: %(default)s)")
     g.add_argument("--train-convs", action="store_true", help="also train the convolutions (the paper fixes them)")
     return p

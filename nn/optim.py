@@ -31,3 +31,40 @@ def sgd_step(params, grads, step_size):
         p = params[k]
         p -= p.dtype.type(step_size) * g.astype(p.dtype, copy=False)
     return params
+
+
+class Adam:
+    """Adam (Kingma & Ba, 2015) with bias correction; state m, v per name and the step count t.
+    Not the paper's optimiser (Algorithm 1 takes a line-searched SGD step): an alternative to
+    measure against it. state() / load_state() give and take flat {name: array} for checkpoints."""
+
+    def __init__(self, lr, beta1=0.9, beta2=0.999, eps=1e-8):
+        self.lr, self.beta1, self.beta2, self.eps = lr, beta1, beta2, eps
+        self.m, self.v, self.t = {}, {}, 0
+
+    def step(self, params, grads):
+        """In place: p <- p - lr * m_hat / (sqrt(v_hat) + eps) for every p with a gradient."""
+        self.t += 1
+        c1, c2 = 1 - self.beta1 ** self.t, 1 - self.beta2 ** self.t
+        for k, g in grads.items():
+            xp = backend.get_array_module(g)
+            if k not in self.m:
+                self.m[k], self.v[k] = xp.zeros_like(g), xp.zeros_like(g)
+            m, v = self.m[k], self.v[k]
+            m *= self.beta1
+            m += (1 - self.beta1) * g
+            v *= self.beta2
+            v += (1 - self.beta2) * (g * g)
+            params[k] -= (self.lr / c1) * m / (xp.sqrt(v / c2) + self.eps)
+        return params
+
+    def state(self):
+        out = {"t": self.t}
+        out.update({"m/" + k: a for k, a in self.m.items()})
+        out.update({"v/" + k: a for k, a in self.v.items()})
+        return out
+
+    def load_state(self, arrays, to_device=lambda a: a):
+        self.t = int(arrays["t"])
+        self.m = {k[2:]: to_device(a) for k, a in arrays.items() if k.startswith("m/")}
+        self.v = {k[2:]: to_device(a) for k, a in arrays.items() if k.startswith("v/")}

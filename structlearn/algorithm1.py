@@ -49,15 +49,17 @@ class Algorithm1Step:
     normalised form (the pose space Y, on the device); working_set: search.WorkingSet over Y;
     objective: cost.Objective; trainable: the names SGD updates; steps: the line-search grid;
     reselect: re-select y_hat among the candidates at every trial step (the default), or keep D
-    fixed (the literal reading); train_convs: also train the convolutions (the paper fixes them).
+    fixed (the literal reading); train_convs: also train the convolutions (the paper fixes them);
+    optimizer: None for the paper's line search + SGD step, or an object with step(params, grads)
+    and lr (nn.optim.Adam) that replaces both (a measured alternative, not the paper's rule).
     """
 
     def __init__(self, net, bank_mm, bank_n, working_set, objective, trainable, steps, candidates, frequent,
-                 margin_scale, reselect=True, train_convs=False):
+                 margin_scale, reselect=True, train_convs=False, optimizer=None):
         self.net, self.bank_mm, self.bank_n, self.ws = net, bank_mm, bank_n, working_set
         self.objective, self.trainable, self.steps = objective, list(trainable), steps
         self.candidates, self.frequent, self.margin_scale = candidates, frequent, margin_scale
-        self.reselect, self.train_convs = reselect, train_convs
+        self.reselect, self.train_convs, self.optimizer = reselect, train_convs, optimizer
 
     def search(self, params, images, y_mm, y_n, rng):
         """Stage 1: sample the candidates, find the most-violated pose of each example (eq. 7) and
@@ -97,16 +99,21 @@ class Algorithm1Step:
 
     def step(self, params, images, y_mm, y_n, rng):
         """The whole mini-batch. The record's step is None when no grid step gave a finite cost
-        (the update is then skipped)."""
+        (the update is then skipped); with an optimizer it is the optimizer's rate, and cost_after
+        is None."""
         t0 = time.perf_counter()
         d = self.search(params, images, y_mm, y_n, rng)
         t1 = time.perf_counter()
         parts, grads = self.gradient(params, d)
         t2 = time.perf_counter()
-        step, costs = self.line_search(params, grads, d)
-        after = None if step is None else min(c for c in costs if math.isfinite(c))
-        if step is not None:
-            sgd_step(params, grads, step)
+        if self.optimizer is not None:
+            self.optimizer.step(params, grads)
+            step, after = self.optimizer.lr, None
+        else:
+            step, costs = self.line_search(params, grads, d)
+            after = None if step is None else min(c for c in costs if math.isfinite(c))
+            if step is not None:
+                sgd_step(params, grads, step)
         t3 = time.perf_counter()
         return {"cost": parts.total, "hinge": parts.hinge, "aux": parts.aux, "decay": parts.decay,
                 "violated": parts.violated, "step": step, "cost_after": after, "working_set": len(self.ws),

@@ -51,6 +51,8 @@ class TrainConfig:
     ls_points: int = 10
     ls_reselect: bool = True           # re-select y_hat among the candidates at every trial step (eq. 12's
                                        # cost depends on theta through y_hat, footnote 1) instead of keeping D fixed
+    optimizer: str = "linesearch"      # Algorithm 1's line search + SGD step; "adam" replaces both (not the paper's)
+    adam_lr: float = 1e-3              # the Adam rate, with --optimizer adam
     noise_std: float = 0.1             # PCA colour noise (Sec. 5.1)
     train_convs: bool = False          # the paper fixes the convolutions in this stage
 

@@ -26,6 +26,7 @@ from data.dataset import PoseDataset, root_relative
 from data.imagestats import ImageStats
 from data.loader import BatchLoader
 from nn import backend
+from nn.optim import Adam
 
 from .algorithm1 import Algorithm1Step
 from .checkpoint import load_checkpoint, save_checkpoint
@@ -62,6 +63,8 @@ def validate_config(cfg):
          f"line-search grid needs 0 < --ls-min < --ls-max and --ls-points >= 2 (got {cfg.ls_min}, {cfg.ls_max}, {cfg.ls_points})"),
         (cfg.pretrain_lr > 0 and 0 <= cfg.pretrain_momentum < 1, "--pretrain-lr must be > 0 and --pretrain-momentum in [0, 1)"),
         (cfg.margin_scale >= 0, "--margin-scale must be >= 0"),
+        (cfg.optimizer in ("linesearch", "adam"), f"--optimizer must be linesearch or adam, got {cfg.optimizer!r}"),
+        (cfg.adam_lr > 0, f"--adam-lr must be > 0, got {cfg.adam_lr}"),
         (cfg.checkpoint_every >= 1, "--checkpoint-every must be >= 1"),
     ]
     for ok, message in checks:
@@ -293,11 +296,14 @@ class Trainer:
         cfg = self.cfg
         net = StructNet(self.net_cfg)
         ws = WorkingSet(len(self.bank_mm))
+        adam = Adam(cfg.adam_lr) if cfg.optimizer == "adam" else None
         start = self._resume_point("structnet")
         if start:
             params = self.ckpt_params.to(cfg.device)
             if "working_set" in self.arrays:
                 ws.counts[:] = self.arrays["working_set"]
+            if adam is not None and "adam/t" in self.arrays:
+                adam.load_state({k[5:]: v for k, v in self.arrays.items() if k.startswith("adam/")}, self._dev)
         else:
             ck = self.ckpt_path.exists() and load_checkpoint(self.ckpt_path)
             if ck and ck[1]["stage"] == "structnet" and ck[1]["epoch"] == 0 and ck[1]["batch"] == 0:
@@ -309,7 +315,8 @@ class Trainer:
         objective = Objective(cfg.lam, cfg.alpha, tuple(net.decayed(params, cfg.train_convs)))
         alg = Algorithm1Step(net, self._dev(self.bank_mm), self._dev(self.bank_n), ws, objective,
                              net.trainable(params, cfg.train_convs), step_grid(cfg.ls_min, cfg.ls_max, cfg.ls_points),
-                             cfg.candidates, cfg.frequent, cfg.margin_scale, cfg.ls_reselect, cfg.train_convs)
+                             cfg.candidates, cfg.frequent, cfg.margin_scale, cfg.ls_reselect, cfg.train_convs,
+                             optimizer=adam)
         skipped_in_a_row = 0
 
         def step(epoch, b, batch, rng):
@@ -331,11 +338,13 @@ class Trainer:
             n = len(records)
             cost, violated = (sum(r[k] for r in records) for k in ("cost", "violated"))
             after = sum(0.0 if r["cost_after"] is None else r["cost_after"] for r in records)
-            return (f"max-margin epoch {epoch + 1}/{cfg.epochs}: cost {cost / n:.3f}, violated {violated / n:.2f}, "
-                    f"cost after step {after / n:.3f}, working set {len(ws)} poses")
+            after = f", cost after step {after / n:.3f}" if adam is None else ""
+            return (f"max-margin epoch {epoch + 1}/{cfg.epochs}: cost {cost / n:.3f}, violated {violated / n:.2f}"
+                    f"{after}, working set {len(ws)} poses")
 
         done = self._run_epochs(
-            "structnet", cfg.epochs, cfg.batch_size, start, step, params, lambda: {"working_set": ws.counts},
+            "structnet", cfg.epochs, cfg.batch_size, start, step, params,
+            lambda: {"working_set": ws.counts, **({"adam/" + k: v for k, v in adam.state().items()} if adam else {})},
             epoch_line, lambda r: dict(cost=f"{r['cost']:.2f}", viol=f"{r['violated']:.2f}",
                                        step="skip" if r["step"] is None else f"{r['step']:.0e}"))
         if not done:

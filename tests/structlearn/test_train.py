@@ -78,6 +78,23 @@ def test_resume_equals_uninterrupted(tiny_data):
     assert _log(straight) == _log(pieces)
 
 
+def test_resume_with_adam_equals_uninterrupted(tiny_data):
+    # the alternative optimiser keeps its moments in the checkpoint
+    d, path = tiny_data
+    kw = dict(optimizer="adam", adam_lr=1e-3, pretrain_epochs=1)
+    straight, pieces = d / "adam-straight", d / "adam-pieces"
+    train(_cfg(path, straight, **kw), log=lambda *a: None)
+    n_pre = len([r for r in _log(straight) if r["stage"] == "pretrain"])
+    train(_cfg(path, pieces, stop_after=n_pre + 4, **kw), log=lambda *a: None)   # inside Algorithm 1
+    train(_cfg(path, pieces, resume=True, **kw), log=lambda *a: None)
+    a, b = load_model(str(straight / "model.npz"))[1], load_model(str(pieces / "model.npz"))[1]
+    for k in a:
+        np.testing.assert_array_equal(a[k], b[k], err_msg=k)
+    rows = _log(pieces)
+    assert rows == _log(straight)
+    assert all(r["step"] == 1e-3 and r["cost_after"] is None for r in rows if r["stage"] == "structnet")
+
+
 def test_resume_rejects_another_configuration(tiny_data):
     d, path = tiny_data
     out = d / "other"
