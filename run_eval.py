@@ -5,7 +5,7 @@ P-MPJPE, the training-set alignment statistic, Figures 3-4 and multiple hypothes
     python run_eval.py                                  # runs/latest, S9 and S11, every mode
     python run_eval.py --mode apf --A 500
     python run_eval.py --mode max,avg,apf,pred --json results.json
-    python run_eval.py --sweep-A 1,20,100,500,1000,1500 --figures figs/
+    python run_eval.py --sweep-A auto --figures figs/     # Figure 3 at 0.05% ... 5% of the bank
     python run_eval.py --export-topk 10 topk.npz --max-images 500
 
 Modes: max (StructNet-Max), avg (StructNet-Avg(A)), apf (StructNet-Avg(A)-APF), pred
@@ -21,7 +21,7 @@ from data import h36m
 from data.dataset import DatasetError
 from nn.backend import GPUUnavailable, keep_freed_memory
 from structlearn.checkpoint import CheckpointError
-from structlearn.evaluate import MODES, parse_modes
+from structlearn.evaluate import MODES, SWEEP_SHARES, parse_modes
 from structlearn.protocol import EvalConfig, run_evaluation
 from structlearn.trained_run import EvalError
 
@@ -52,6 +52,11 @@ def int_list(text):
     return tuple(positive_int(s) for s in items)
 
 
+def sweep_arg(text):
+    """--sweep-A: 'auto' (the shares structlearn.evaluate.SWEEP_SHARES of the bank) or a list of A."""
+    return "auto" if text.strip().lower() == "auto" else int_list(text)
+
+
 def build_parser():
     apf = D.apf
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0], epilog=__doc__.split("\n\n", 1)[1],
@@ -80,8 +85,9 @@ def build_parser():
     g.add_argument("--A", default="auto",
                    help="poses averaged by StructNet-Avg(A) (and the APF/IK targets); auto = 0.5%% of the bank, "
                         "the paper's 500 of ~100k training poses (default: %(default)s)")
-    g.add_argument("--sweep-A", type=int_list, default=(), metavar="A1,A2,...",
-                   help="also evaluate StructNet-Avg(A) for these A and draw Figure 3 (error versus A)")
+    g.add_argument("--sweep-A", type=sweep_arg, default=(), metavar="auto|A1,A2,...",
+                   help="also evaluate StructNet-Avg(A) for these A and draw Figure 3 (error versus A as a share of "
+                        "the bank); auto = A at " + ", ".join(f"{100 * s:g}%%" for s in SWEEP_SHARES) + " of the bank")
     g.add_argument("--export-topk", nargs=2, metavar=("K", "FILE"), default=None,
                    help="write the K best-scoring bank poses and their scores per test image to FILE (.npz)")
     g.add_argument("--train-images", type=non_negative_int, default=D.train_images,

@@ -41,6 +41,10 @@ def build_parser():
     g.add_argument("--checkpoint-every", type=int, default=D.checkpoint_every, help="mini-batches between checkpoints")
     g.add_argument("--stop-after", type=int, default=D.stop_after, help="stop after N mini-batches, with a checkpoint (testing)")
     g.add_argument("--no-progress", action="store_true", help="no progress bars (the JSONL log is always written)")
+    g.add_argument("--eval-every", type=int, default=D.eval_every, metavar="N",
+                   help="learning curves: every N max-margin epochs (and at the start and end) evaluate the training "
+                        "alignment and test MPJPE on fixed subsets into <out>/curves.jsonl, drawn into "
+                        "<out>/learning_curves.png; changes nothing of the training (default: 0 = off)")
     g = p.add_argument_group("network")
     g.add_argument("--pose-embedding", default=D.pose_embedding, choices=("raw", "random1", "1layer", "2layer"),
                    help="Table 3's variants (default: %(default)s)")

@@ -1,8 +1,8 @@
 """data/ benchmark: synthetic rendering cost, and the batch loader from memory and from the file.
 
-Prints the CPU milliseconds per rendered image (one sequence of each of a few actions), the
-implied single-process generation rate and the default dataset's estimated generation time on
-all cores; then, on a small generated file, the loader's milliseconds per training batch with
+Prints, for each room setting (lab, random), the CPU milliseconds per rendered image (one
+sequence of each of a few actions) and the default dataset's estimated generation time on all
+cores; then, on a small generated file, the loader's milliseconds per training batch with
 the images preloaded and read from the file.
 
     python bench/bench_data.py [--batch 128]
@@ -29,17 +29,19 @@ def main():
 
     # Rendering: CPU time, which does not count other processes sharing the cores.
     actions = ("Walking", "Sitting", "Discussion", "SittingDown")
-    images, cpu = 0, 0.0
-    for a in actions:
-        t0 = time.process_time()
-        r = generator.render_sequence(("S5", a, 1, 0, 1.0))
-        cpu += time.process_time() - t0
-        images += len(r["images"])
-    per_image = cpu / images
     total = len(generator.tasks(0, 1.0)) * len(h36m.CAMERA_IDS) * generator.frames_per_sequence(1.0)
     cores = os.cpu_count() or 1
-    print(f"render: {1000 * per_image:.1f} ms CPU per image ({images} images, incl. motion and room)")
-    print(f"default dataset: {total} images, about {total * per_image / cores:.0f} s on {cores} cores")
+    for rooms in generator.ROOMS:
+        images, cpu = 0, 0.0
+        for a in actions:
+            t0 = time.process_time()
+            r = generator.render_sequence("S5", a, 1, seed=0, scale=1.0, rooms=rooms)
+            cpu += time.process_time() - t0
+            images += len(r["images"])
+        per_image = cpu / images
+        print(f"render ({rooms} rooms): {1000 * per_image:.1f} ms CPU per image ({images} images, incl. motion, "
+              f"bank and room); default dataset: {total} images, about {total * per_image / cores:.0f} s on "
+              f"{cores} cores")
 
     with tempfile.TemporaryDirectory() as d:
         path = generator.generate(os.path.join(d, "b.h5"), scale=4.0 / generator.FRAMES_PER_SEQUENCE, seed=0, workers=1,

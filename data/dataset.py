@@ -13,6 +13,11 @@ File layout (FORMAT_VERSION 1; docs/data.md has the full schema):
     tpose/<S>  float32 (17, 3)       neutral T pose of subject S (root at the origin, z up, mm)
     image_moments/<S>                per-subject RGB sums (attributes count, sum, outer) so the
                                      training-set colour statistics need no pass over the images
+    bank/      optional pose bank: every pose of the sequences at bank/@rate_hz, all cameras
+      poses    float32 (M, 17, 3)    camera coordinates, mm, absolute
+      subject, action, subaction, camera, frame   (M,) encoded as the image rows' fields
+      image_row int64  (M,)          the image row showing this frame and camera, -1 if none;
+                                     every image row has exactly one bank entry
     attributes: format_version, source ("synthetic" | "h36m"), joint_names (JSON), parents,
                 cameras (JSON: intrinsics, extrinsics where known), generator (JSON, synthetic only)
 
@@ -31,6 +36,7 @@ from data.h36m import N_JOINTS
 FORMAT_VERSION = 1
 SOURCES = ("synthetic", "h36m")
 IMAGE_SIZE = 128   # side of the stored square crops, pixels
+BANK_RATE_HZ = 10.0   # default rate of the pose bank: every 5th frame of the 50 Hz capture
 _STRING_FIELDS = {"subject": 8, "action": 16, "camera": 16}
 _INT_FIELDS = {"subaction": np.int16, "frame": np.int32}
 _META_FIELDS = ("subject", "action", "subaction", "camera", "frame")
@@ -52,26 +58,99 @@ def _decode(values):
         np.zeros(0, dtype=object)
 
 
+def _show(value):
+    """A stored value as text for a message: bytes decoded, NumPy scalars as Python ones."""
+    value = value.decode() if isinstance(value, bytes) else value
+    return repr(value.item() if isinstance(value, np.generic) else value)
+
+
+def bank_step(rate_hz):
+    """Frames of the 50 Hz capture (h36m.FPS) between pose-bank entries at `rate_hz` (an int >= 1).
+
+    The bank's frames are 0, step, 2 step, ... of every sequence, so the rate must divide 50 Hz.
+    """
+    step = h36m.FPS / float(rate_hz) if np.isfinite(rate_hz) and rate_hz > 0 else 0.0
+    if step < 1 or abs(step - round(step)) > 1e-9:
+        raise ValueError(f"bank rate {rate_hz!r} Hz must be {h36m.FPS} Hz divided by a whole number "
+                         f"(50, 25, 10, 5, 2, 1, ...)")
+    return int(round(step))
+
+
+def _keys(*metas):
+    """One int64 array per metadata dict (fields _META_FIELDS, any encoding shared by all), equal
+    exactly where all five fields are equal: frames of one sequence and camera are told apart."""
+    sizes = [len(m["frame"]) for m in metas]
+    key = np.zeros(sum(sizes), dtype=np.int64)
+    for name in _META_FIELDS:
+        values = np.concatenate([np.asarray(m[name]) for m in metas])
+        # Fixed-width strings sort an order of magnitude faster than Python objects.
+        _, code = np.unique(values.astype(str) if values.dtype == object else values, return_inverse=True)
+        key = key * (int(code.max(initial=0)) + 1) + code.reshape(-1)
+    return np.split(key, np.cumsum(sizes)[:-1])
+
+
+def _bank_problem(n, image_meta, image_poses, bank_meta, bank_poses, image_row):
+    """Why a pose bank does not fit the n image rows, as (field, message), or None if it does.
+
+    Every image row has exactly one entry, with the row's metadata and pose; no frame and
+    camera of a sequence appears twice; image_row is -1 or a row index.
+    """
+    bad = np.flatnonzero((image_row < -1) | (image_row >= n))
+    if len(bad):
+        return "bank/image_row", f"entry {bad[0]} names row {image_row[bad[0]]}, outside [-1, {n})"
+    entry = np.flatnonzero(image_row >= 0)
+    rows = image_row[entry]
+    count = np.bincount(rows, minlength=n)
+    if (count != 1).any():
+        row = int(np.flatnonzero(count != 1)[0])
+        return "bank/image_row", f"image row {row} has {count[row]} bank entries, not 1"
+    for name in _META_FIELDS:
+        differ = np.flatnonzero(np.asarray(bank_meta[name])[entry] != np.asarray(image_meta[name])[rows])
+        if len(differ):
+            e = entry[differ[0]]
+            return f"bank/{name}", (f"entry {e} is {_show(bank_meta[name][e])} but its image row "
+                                    f"{image_row[e]} is {_show(image_meta[name][image_row[e]])}")
+    differ = np.flatnonzero((bank_poses[entry] != image_poses[rows]).any(axis=(1, 2)))
+    if len(differ):
+        e = entry[differ[0]]
+        return "bank/poses", f"entry {e} differs from the pose of its image row {image_row[e]}"
+    (key,) = _keys(bank_meta)
+    order = np.argsort(key, kind="stable")
+    same = np.flatnonzero(key[order][1:] == key[order][:-1])
+    if len(same):
+        a, b = sorted(order[same[0]:same[0] + 2])
+        return "bank/frame", f"entries {a} and {b} are the same frame and camera of one sequence"
+    return None
+
+
 # ============================================================================ writer
 class DatasetWriter:
     """Writes a dataset file incrementally; the file appears at `path` only when close() succeeds.
 
-    DatasetWriter(path, source="synthetic", cameras=json_text, generator=dict_or_None)
+    DatasetWriter(path, source="synthetic", cameras=json_text, generator=dict_or_None,
+                  bank_rate_hz=None)
     append(images (n,S,S,3) uint8, poses (n,17,3) mm, subject, action, subaction, camera, frame,
            box=None) where the metadata are scalars (shared by the n rows) or length-n sequences
         and box (n,3) is the crop (x0, y0, side) in the full image (None: the square box around
         the projected joints, data.h36m.square_box with data.h36m.BOX_MARGIN).
+    append_bank(poses (m,17,3) mm, subject, action, subaction, camera, frame): pose-bank entries
+        (only with a bank_rate_hz); close() links each image row to its entry (bank/image_row)
+        and fails unless every image row has exactly one entry with an equal pose.
     set_tpose(subject, (17,3)); close(). Use as a context manager: an exception discards the file.
     """
 
     def __init__(self, path, source, cameras=None, generator=None, image_size=IMAGE_SIZE,
-                 compression="gzip", compression_opts=1):
+                 compression="gzip", compression_opts=1, bank_rate_hz=None):
         if source not in SOURCES:
             raise ValueError(f"source must be one of {SOURCES}, got {source!r}")
+        if bank_rate_hz is not None:
+            bank_step(bank_rate_hz)
         self.path = str(path)
         self.tmp_path = self.path + ".tmp"
         self.image_size = int(image_size)
+        self.bank_rate_hz = None if bank_rate_hz is None else float(bank_rate_hz)
         self.n = 0
+        self.n_bank = 0
         self._tposes = {}
         self._moments = {}
         directory = os.path.dirname(os.path.abspath(self.path))
@@ -91,22 +170,25 @@ class DatasetWriter:
         f.create_dataset("images", (0, s, s, 3), maxshape=(None, s, s, 3), dtype=np.uint8,
                          chunks=(1, s, s, 3), compression=compression,
                          compression_opts=compression_opts if compression == "gzip" else None)
-        f.create_dataset("poses", (0, N_JOINTS, 3), maxshape=(None, N_JOINTS, 3), dtype=np.float32,
-                         chunks=(4096, N_JOINTS, 3))
         f.create_dataset("box", (0, 3), maxshape=(None, 3), dtype=np.float32, chunks=(8192, 3))
-        for name, length in _STRING_FIELDS.items():
-            f.create_dataset(name, (0,), maxshape=(None,), dtype=f"S{length}", chunks=(8192,))
-        for name, dtype in _INT_FIELDS.items():
-            f.create_dataset(name, (0,), maxshape=(None,), dtype=dtype, chunks=(8192,))
+        self._create_pose_columns(f)
+        if self.bank_rate_hz is not None:
+            bank = f.create_group("bank")
+            bank.attrs["rate_hz"] = self.bank_rate_hz
+            self._create_pose_columns(bank)
 
-    def append(self, images, poses, subject, action, subaction, camera, frame, box=None):
-        """Append n rows. images (n,S,S,3) uint8; poses (n,17,3) camera coordinates, mm."""
-        images = np.asarray(images)
+    @staticmethod
+    def _create_pose_columns(group):
+        group.create_dataset("poses", (0, N_JOINTS, 3), maxshape=(None, N_JOINTS, 3), dtype=np.float32,
+                             chunks=(4096, N_JOINTS, 3))
+        for name, length in _STRING_FIELDS.items():
+            group.create_dataset(name, (0,), maxshape=(None,), dtype=f"S{length}", chunks=(8192,))
+        for name, dtype in _INT_FIELDS.items():
+            group.create_dataset(name, (0,), maxshape=(None,), dtype=dtype, chunks=(8192,))
+
+    def _pose_columns(self, n, poses, subject, action, subaction, camera, frame):
+        """Checked poses (n,17,3) float32 and metadata columns (n,) in their stored encodings."""
         poses = np.asarray(poses, dtype=np.float32)
-        n = len(images)
-        s = self.image_size
-        if images.shape != (n, s, s, 3) or images.dtype != np.uint8:
-            raise ValueError(f"images must be uint8 ({n},{s},{s},3), got {images.dtype} {images.shape}")
         if poses.shape != (n, N_JOINTS, 3):
             raise ValueError(f"poses must be ({n},{N_JOINTS},3), got {poses.shape}")
         if not np.isfinite(poses).all():
@@ -121,30 +203,49 @@ class DatasetWriter:
         subjects = [str(v) for v in columns["subject"]]
         for name in set(subjects):
             h36m.parse_subjects([name])
-        actions = [h36m.canonical_action(str(v)) for v in columns["action"]]
         cameras = [str(v) for v in columns["camera"]]
         for name in set(cameras):
             if name not in self._cameras:
                 raise ValueError(f"camera {name!r} is not in the file's cameras ({', '.join(self._cameras)})")
+        columns["subject"] = np.array(subjects, dtype="S8")
+        columns["action"] = np.array([h36m.canonical_action(str(v)) for v in columns["action"]], dtype="S16")
+        columns["camera"] = np.array(cameras, dtype="S16")
+        columns["subaction"] = columns["subaction"].astype(np.int16)
+        columns["frame"] = columns["frame"].astype(np.int32)
+        return poses, columns
+
+    @staticmethod
+    def _extend(group, lo, columns):
+        """Write the arrays of `columns` at rows lo.. of the group's datasets of the same names."""
+        hi = lo + len(columns["frame"])
+        for name, value in columns.items():
+            group[name].resize(hi, axis=0)
+            group[name][lo:hi] = value
+        return hi
+
+    def append(self, images, poses, subject, action, subaction, camera, frame, box=None):
+        """Append n rows. images (n,S,S,3) uint8; poses (n,17,3) camera coordinates, mm."""
+        images = np.asarray(images)
+        n = len(images)
+        s = self.image_size
+        if images.shape != (n, s, s, 3) or images.dtype != np.uint8:
+            raise ValueError(f"images must be uint8 ({n},{s},{s},3), got {images.dtype} {images.shape}")
+        poses, columns = self._pose_columns(n, poses, subject, action, subaction, camera, frame)
         if box is None:
-            box = [self._default_box(p, self._cameras[c]) for p, c in zip(poses, cameras)]
+            box = [self._default_box(p, self._cameras[c.decode()]) for p, c in zip(poses, columns["camera"])]
         box = np.asarray(box, dtype=np.float32).reshape(-1, 3)
         if box.shape != (n, 3) or not np.isfinite(box).all() or (box[:, 2] <= 0).any():
             raise ValueError(f"box must be finite ({n},3) with a positive side, got {box.shape}")
-        f = self._file
-        lo, hi = self.n, self.n + n
-        for name in ("images", "poses", "box") + _META_FIELDS:
-            f[name].resize(hi, axis=0)
-        f["images"][lo:hi] = images
-        f["poses"][lo:hi] = poses
-        f["box"][lo:hi] = box
-        f["subject"][lo:hi] = np.array(subjects, dtype="S8")
-        f["action"][lo:hi] = np.array(actions, dtype="S16")
-        f["camera"][lo:hi] = np.array(cameras, dtype="S16")
-        f["subaction"][lo:hi] = columns["subaction"].astype(np.int16)
-        f["frame"][lo:hi] = columns["frame"].astype(np.int32)
-        self._accumulate_moments(images, np.array(subjects))
-        self.n = hi
+        self.n = self._extend(self._file, self.n, dict(columns, images=images, poses=poses, box=box))
+        self._accumulate_moments(images, columns["subject"])
+
+    def append_bank(self, poses, subject, action, subaction, camera, frame):
+        """Append m pose-bank entries: poses (m,17,3) camera coordinates, mm; metadata as in append."""
+        if self.bank_rate_hz is None:
+            raise ValueError(f"{self.path}: append_bank needs a writer made with bank_rate_hz")
+        poses, columns = self._pose_columns(len(np.asarray(poses)), poses, subject, action, subaction,
+                                            camera, frame)
+        self.n_bank = self._extend(self._file["bank"], self.n_bank, dict(columns, poses=poses))
 
     @staticmethod
     def _default_box(pose, camera):
@@ -157,6 +258,7 @@ class DatasetWriter:
         # Exact integer sums per subject, so any subset of subjects gets its exact RGB statistics.
         for name in np.unique(subjects):
             pixels = images[subjects == name].reshape(-1, 3).astype(np.int64)
+            name = name.decode()
             count, total, outer = self._moments.get(name, (0, np.zeros(3, np.int64),
                                                            np.zeros((3, 3), np.int64)))
             self._moments[name] = (count + len(pixels), total + pixels.sum(axis=0),
@@ -173,10 +275,18 @@ class DatasetWriter:
         """Write the per-subject groups and atomically move the file into place. Returns the path."""
         f = self._file
         present = sorted(set(_decode(f["subject"][:])), key=h36m.ALL_SUBJECTS.index)
+        if self.bank_rate_hz is not None:
+            present = sorted(set(present) | set(_decode(f["bank/subject"][:])), key=h36m.ALL_SUBJECTS.index)
         missing = [s for s in present if s not in self._tposes]
         if missing:
             self.abort()
             raise ValueError(f"{self.path}: no T pose given for subjects {', '.join(missing)}")
+        if self.bank_rate_hz is not None:
+            try:
+                self._link_bank()
+            except ValueError:
+                self.abort()
+                raise
         group = f.create_group("tpose")
         for name, tpose in self._tposes.items():
             group.create_dataset(name, data=tpose)
@@ -189,6 +299,26 @@ class DatasetWriter:
         f.close()
         os.replace(self.tmp_path, self.path)
         return self.path
+
+    def _link_bank(self):
+        """Write bank/image_row: the image row of each bank entry (same metadata), -1 for none."""
+        f, bank = self._file, self._file["bank"]
+        image_meta = {name: f[name][:] for name in _META_FIELDS}
+        bank_meta = {name: bank[name][:] for name in _META_FIELDS}
+        image_key, bank_key = _keys(image_meta, bank_meta)
+        order = np.argsort(bank_key, kind="stable")
+        at = np.minimum(np.searchsorted(bank_key[order], image_key), max(len(order) - 1, 0))
+        found = (bank_key[order][at] == image_key) if len(order) else np.zeros(self.n, bool)
+        if not found.all():
+            row = int(np.flatnonzero(~found)[0])
+            where = ", ".join(_show(image_meta[k][row]) for k in _META_FIELDS)
+            raise ValueError(f"{self.path}: image row {row} ({where}) has no pose-bank entry")
+        image_row = np.full(self.n_bank, -1, dtype=np.int64)
+        image_row[order[at]] = np.arange(self.n)
+        problem = _bank_problem(self.n, image_meta, f["poses"][:], bank_meta, bank["poses"][:], image_row)
+        if problem:
+            raise ValueError(f"{self.path}: field '{problem[0]}': {problem[1]}")
+        bank.create_dataset("image_row", data=image_row)
 
     def abort(self):
         """Close and delete the temporary file."""
@@ -215,7 +345,7 @@ class PoseDataset:
 
     Attributes: path, n, subjects (tuple, in ALL_SUBJECTS order), actions (tuple, in ACTIONS order),
     source, cameras ({id: h36m.Camera}), camera_info (the parsed cameras JSON), generator (dict or
-    None), image_size.
+    None), image_size, bank_rate_hz (float, None without a bank/ group).
     """
 
     def __init__(self, path):
@@ -270,61 +400,23 @@ class PoseDataset:
                                   " width, height)")
         self.generator = self._json_attr("generator") if "generator" in f.attrs else None
 
-        # Shapes and types of the per-row fields.
-        def dataset(name):
-            if name not in f or not isinstance(f[name], h5py.Dataset):
-                self._fail(name, "missing dataset")
-            return f[name]
-
-        images = dataset("images")
+        images = self._dataset(f, "images")
         if images.dtype != np.uint8 or images.ndim != 4 or images.shape[3] != 3 \
                 or images.shape[1] != images.shape[2]:
             self._fail("images", f"expected uint8 (N,S,S,3), got {images.dtype} {images.shape}")
         self.n = images.shape[0]
         self.image_size = images.shape[1]
-        poses = dataset("poses")
-        if poses.dtype.kind != "f" or poses.shape != (self.n, N_JOINTS, 3):
-            self._fail("poses", f"expected float ({self.n},{N_JOINTS},3), got {poses.dtype} {poses.shape}")
-        box = dataset("box")
+        box = self._dataset(f, "box")
         if box.dtype.kind != "f" or box.shape != (self.n, 3):
             self._fail("box", f"expected float ({self.n},3), got {box.dtype} {box.shape}")
         self._box = box[:].astype(np.float32)
         if not (np.isfinite(self._box).all() and (self._box[:, 2] > 0).all()):
             self._fail("box", "expected finite boxes with a positive side")
-        for name in _STRING_FIELDS:
-            d = dataset(name)
-            if d.dtype.kind != "S" or d.shape != (self.n,):
-                self._fail(name, f"expected fixed-length bytes ({self.n},), got {d.dtype} {d.shape}")
-        for name in _INT_FIELDS:
-            d = dataset(name)
-            if d.dtype.kind not in "iu" or d.shape != (self.n,):
-                self._fail(name, f"expected integers ({self.n},), got {d.dtype} {d.shape}")
-
-        # Contents: poses finite (read in chunks so a huge file stays bounded in memory).
-        self._poses = np.empty((self.n, N_JOINTS, 3), dtype=np.float32)
-        for lo in range(0, self.n, 65536):
-            block = poses[lo:lo + 65536].astype(np.float32)
-            bad = ~np.isfinite(block).all(axis=(1, 2))
-            if bad.any():
-                self._fail("poses", f"row {lo + int(np.argmax(bad))} is not finite (NaN or inf)")
-            self._poses[lo:lo + len(block)] = block
-        self._meta = {name: _decode(f[name][:]) for name in _STRING_FIELDS}
-        self._meta.update({name: f[name][:].astype(np.int64) for name in _INT_FIELDS})
-        for s in np.unique(self._meta["subject"]):
-            if s not in h36m.ALL_SUBJECTS:
-                self._fail("subject", f"unknown subject {s!r}; expected one of {', '.join(h36m.ALL_SUBJECTS)}")
-        for a in np.unique(self._meta["action"]):
-            if a not in h36m.ACTIONS:
-                self._fail("action", f"unknown action {a!r}; expected one of {', '.join(h36m.ACTIONS)}")
-        for c in np.unique(self._meta["camera"]):
-            if c not in self.cameras:
-                self._fail("camera", f"camera {c!r} has no entry in the cameras attribute")
-        present = set(self._meta["subject"])
-        self.subjects = tuple(s for s in h36m.ALL_SUBJECTS if s in present)
-        present = set(self._meta["action"])
-        self.actions = tuple(a for a in h36m.ACTIONS if a in present)
+        self._poses, self._meta = self._pose_columns(f, "", self.n)
+        self.subjects, self.actions = self._held(self._meta)
+        self._validate_bank()
         self._tposes = {}
-        for s in self.subjects:
+        for s in sorted(set(self.subjects) | set(self._bank_subjects), key=h36m.ALL_SUBJECTS.index):
             key = f"tpose/{s}"
             if key not in f:
                 self._fail("tpose", f"missing T pose of subject {s}")
@@ -332,6 +424,85 @@ class PoseDataset:
             if t.shape != (N_JOINTS, 3) or not np.isfinite(t).all():
                 self._fail(key, f"expected finite ({N_JOINTS},3), got {t.shape}")
             self._tposes[s] = t
+
+    def _dataset(self, group, name):
+        path = f"{group.name.strip('/')}/{name}".lstrip("/")
+        if name not in group or not isinstance(group[name], h5py.Dataset):
+            self._fail(path, "missing dataset")
+        return group[name]
+
+    def _pose_columns(self, group, prefix, n):
+        """Validated poses (n,17,3) float32 and decoded metadata columns of `group` (the file's rows,
+        or the bank's entries); field names in messages get `prefix` ("" or "bank/")."""
+        poses = self._dataset(group, "poses")
+        if poses.dtype.kind != "f" or poses.shape != (n, N_JOINTS, 3):
+            self._fail(prefix + "poses", f"expected float ({n},{N_JOINTS},3), got {poses.dtype} {poses.shape}")
+        for name in _STRING_FIELDS:
+            d = self._dataset(group, name)
+            if d.dtype.kind != "S" or d.shape != (n,):
+                self._fail(prefix + name, f"expected fixed-length bytes ({n},), got {d.dtype} {d.shape}")
+        for name in _INT_FIELDS:
+            d = self._dataset(group, name)
+            if d.dtype.kind not in "iu" or d.shape != (n,):
+                self._fail(prefix + name, f"expected integers ({n},), got {d.dtype} {d.shape}")
+        # Contents: poses finite (read in chunks so a huge file stays bounded in memory).
+        out = np.empty((n, N_JOINTS, 3), dtype=np.float32)
+        for lo in range(0, n, 65536):
+            block = poses[lo:lo + 65536].astype(np.float32)
+            bad = ~np.isfinite(block).all(axis=(1, 2))
+            if bad.any():
+                self._fail(prefix + "poses", f"row {lo + int(np.argmax(bad))} is not finite (NaN or inf)")
+            out[lo:lo + len(block)] = block
+        meta = {name: _decode(group[name][:]) for name in _STRING_FIELDS}
+        meta.update({name: group[name][:].astype(np.int64) for name in _INT_FIELDS})
+        for s in sorted(set(meta["subject"])):
+            if s not in h36m.ALL_SUBJECTS:
+                self._fail(prefix + "subject", f"unknown subject {s!r}; expected one of {', '.join(h36m.ALL_SUBJECTS)}")
+        for a in sorted(set(meta["action"])):
+            if a not in h36m.ACTIONS:
+                self._fail(prefix + "action", f"unknown action {a!r}; expected one of {', '.join(h36m.ACTIONS)}")
+        for c in sorted(set(meta["camera"])):
+            if c not in self.cameras:
+                self._fail(prefix + "camera", f"camera {c!r} has no entry in the cameras attribute")
+        return out, meta
+
+    @staticmethod
+    def _held(meta):
+        """(subjects, actions) present in metadata columns, in ALL_SUBJECTS / ACTIONS order."""
+        subjects, actions = set(meta["subject"]), set(meta["action"])
+        return (tuple(s for s in h36m.ALL_SUBJECTS if s in subjects),
+                tuple(a for a in h36m.ACTIONS if a in actions))
+
+    def _validate_bank(self):
+        """Read and check the optional bank/ group; without one, the image rows are the bank."""
+        f = self._file
+        self._has_bank = "bank" in f
+        if not self._has_bank:
+            self.bank_rate_hz = None
+            self._bank_poses, self._bank_meta = self._poses, self._meta
+            self._bank_rows = np.arange(self.n, dtype=np.int64)
+            self._bank_subjects, self._bank_actions = self.subjects, self.actions
+            return
+        bank = f["bank"]
+        if not isinstance(bank, h5py.Group):
+            self._fail("bank", "expected a group")
+        rate = bank.attrs.get("rate_hz")
+        try:
+            bank_step(float(rate))
+        except (TypeError, ValueError):
+            self._fail("bank/rate_hz", f"expected a rate that divides {h36m.FPS} Hz, got {_show(rate)}")
+        self.bank_rate_hz = float(rate)
+        rows = self._dataset(bank, "image_row")
+        m = rows.shape[0] if rows.ndim == 1 else -1
+        if rows.dtype.kind not in "iu" or m < 0:
+            self._fail("bank/image_row", f"expected integers (M,), got {rows.dtype} {rows.shape}")
+        self._bank_poses, self._bank_meta = self._pose_columns(bank, "bank/", m)
+        self._bank_rows = rows[:].astype(np.int64)
+        problem = _bank_problem(self.n, self._meta, self._poses, self._bank_meta, self._bank_poses,
+                                self._bank_rows)
+        if problem:
+            self._fail(*problem)
+        self._bank_subjects, self._bank_actions = self._held(self._bank_meta)
 
     # ------------------------------------------------------------------ access
     def select(self, subjects=None, actions=None, cameras=None):
@@ -341,58 +512,62 @@ class PoseDataset:
         groups train / test / all (those of the group that the file holds), actions raw aliases.
         A name the file does not hold raises DatasetError listing what it holds.
         """
-        keep = np.ones(self.n, dtype=bool)
+        return self._select(self._meta, self.subjects, self.actions, subjects, actions, cameras)
+
+    def _select(self, meta, held_subjects, held_actions, subjects, actions, cameras):
+        keep = np.ones(len(meta["frame"]), dtype=bool)
         if subjects is not None:
-            keep &= np.isin(self._meta["subject"], self._subject_names(subjects))
+            keep &= np.isin(meta["subject"], self._subject_names(subjects, held_subjects))
         if actions is not None:
-            keep &= np.isin(self._meta["action"], [self._action_name(a) for a in _items(actions)])
+            keep &= np.isin(meta["action"], [self._action_name(a, held_actions) for a in _items(actions)])
         if cameras is not None:
-            held = sorted(set(self._meta["camera"]))
+            held = sorted(set(meta["camera"]))
             absent = [c for c in _items(cameras) if c not in held]
             if absent:
                 raise DatasetError(f"{self.path}: no camera {', '.join(absent)} in the file; it holds "
                                    f"{', '.join(held)}")
-            keep &= np.isin(self._meta["camera"], _items(cameras))
+            keep &= np.isin(meta["camera"], _items(cameras))
         return np.flatnonzero(keep).astype(np.int64)
 
-    def _subject_names(self, subjects):
+    def _subject_names(self, subjects, held_subjects):
         groups = {"train": h36m.TRAIN_SUBJECTS, "test": h36m.TEST_SUBJECTS, "all": h36m.ALL_SUBJECTS}
         names = []
         for item in _items(subjects, separators=r",\s"):
             if item.lower() in groups:
                 group = groups[item.lower()]
-                held = [s for s in group if s in self.subjects]
+                held = [s for s in group if s in held_subjects]
                 if not held:
                     raise DatasetError(f"{self.path}: no {item} subject ({', '.join(group)}) in the file; "
-                                       f"it holds {', '.join(self.subjects)}")
+                                       f"it holds {', '.join(held_subjects)}")
                 names.extend(held)
                 continue
             try:
                 name = h36m.parse_subjects([item])[0]
             except ValueError as e:
-                raise DatasetError(f"{self.path}: {e}; the file holds {', '.join(self.subjects)}") from None
-            if name not in self.subjects:
-                raise DatasetError(f"{self.path}: no subject {name} in the file; it holds {', '.join(self.subjects)}")
+                raise DatasetError(f"{self.path}: {e}; the file holds {', '.join(held_subjects)}") from None
+            if name not in held_subjects:
+                raise DatasetError(f"{self.path}: no subject {name} in the file; it holds {', '.join(held_subjects)}")
             names.append(name)
         return names
 
-    def _action_name(self, raw):
+    def _action_name(self, raw, held_actions):
         try:
             name = h36m.canonical_action(raw)
         except ValueError:
             name = None
-        if name not in self.actions:
-            raise DatasetError(f"{self.path}: no action {raw!r} in the file; it holds {', '.join(self.actions)}")
+        if name not in held_actions:
+            raise DatasetError(f"{self.path}: no action {raw!r} in the file; it holds {', '.join(held_actions)}")
         return name
 
-    def _index(self, idx):
+    def _index(self, idx, n=None):
+        n = self.n if n is None else n
         if idx is None:
-            return np.arange(self.n)
+            return np.arange(n)
         idx = np.asarray(idx)
         if idx.ndim != 1 or (idx.size and idx.dtype.kind not in "iu"):
             raise DatasetError(f"{self.path}: indices must be a 1-D integer array, got {idx.dtype} {idx.shape}")
-        if idx.size and (idx.min() < 0 or idx.max() >= self.n):
-            raise DatasetError(f"{self.path}: index out of range [0, {self.n})")
+        if idx.size and (idx.min() < 0 or idx.max() >= n):
+            raise DatasetError(f"{self.path}: index out of range [0, {n})")
         return idx.astype(np.int64)
 
     def poses(self, idx=None):
@@ -403,6 +578,32 @@ class PoseDataset:
         """dict of (n,) arrays: subject (str), action (str), subaction (int), camera (str), frame (int)."""
         idx = self._index(idx)
         return {name: self._meta[name][idx] for name in _META_FIELDS}
+
+    # ------------------------------------------------------------------ the pose bank
+    # Without a bank/ group the image rows are the bank (bank index = row index, rate None), so
+    # callers never branch on has_bank.
+    @property
+    def has_bank(self):
+        """True when the file holds a bank/ group (poses beyond the image rows)."""
+        return self._has_bank
+
+    def bank_select(self, subjects=None, actions=None, cameras=None):
+        """Sorted int64 indices into the pose bank; arguments and errors as in select()."""
+        return self._select(self._bank_meta, self._bank_subjects, self._bank_actions, subjects, actions,
+                            cameras)
+
+    def bank_poses(self, bidx=None):
+        """float32 (n,17,3) bank poses in camera coordinates, mm (absolute, as poses())."""
+        return self._bank_poses[self._index(bidx, len(self._bank_rows))].copy()
+
+    def bank_metadata(self, bidx=None):
+        """dict of (n,) arrays of the bank entries, as metadata()."""
+        bidx = self._index(bidx, len(self._bank_rows))
+        return {name: self._bank_meta[name][bidx] for name in _META_FIELDS}
+
+    def bank_image_rows(self, bidx=None):
+        """int64 (n,): the image row showing each bank entry, -1 for a pose-only entry."""
+        return self._bank_rows[self._index(bidx, len(self._bank_rows))].copy()
 
     def boxes(self, idx=None):
         """float32 (n,3) crops (x0, y0, side) in full-image pixels: crop pixel (i, j) of an S x S

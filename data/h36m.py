@@ -148,6 +148,7 @@ class Camera:
 
 
 CAMERA_IDS = ("54138969", "55011271", "58860488", "60457274")
+FPS = 50        # the release's capture rate: every frame index in a file counts 50 Hz frames
 # The calibration shipped with the release (values as distributed in its metadata).
 CAMERAS = {
     "54138969": Camera("54138969", 1145.0494384765625, 1143.7811279296875,

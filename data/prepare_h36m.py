@@ -1,6 +1,7 @@
 """Convert the real Human3.6M release into the project's dataset format (data.dataset).
 
     python -m data.prepare_h36m --root DIR --out FILE.h5 [--subjects S1,S5,...] [--frame-step 5]
+                                [--bank-rate 10]
 
 Expected layout under DIR (the release's, one folder per subject):
 
@@ -13,10 +14,12 @@ Expected layout under DIR (the release's, one folder per subject):
 For every sequence it keeps every `frame-step`-th frame (50 Hz indices), selects the 17 joints,
 projects them with the camera's intrinsics and distortion, takes the square box around them
 (margin data.h36m.BOX_MARGIN, rounded to whole pixels), crops (black outside the image) and
-resizes the image to 128x128. Raw action names are mapped to the 15 canonical ones (TakingPhoto ->
-Photo, WalkingDog -> WalkDog, ...); within a subject and action the raw sequences, sorted by
-their number, become sub-actions 1 and 2. The known corrupt video (S11 Directions, camera
-54138969) is skipped with a warning. The output is written to a temporary file and renamed when
+resizes the image to 128x128. Every pose of the sequence at `bank-rate` Hz (every 5th frame at
+the default 10 Hz) goes into the file's pose bank (bank/), linked to its image where the frame was
+kept; the frame step must therefore be a multiple of the bank's step. Raw action names are
+mapped to the 15 canonical ones (TakingPhoto -> Photo, WalkingDog -> WalkDog, ...); within a
+subject and action the raw sequences, sorted by their number, become sub-actions 1 and 2. The
+known corrupt video (S11 Directions, camera 54138969) is skipped with a warning. The output is written to a temporary file and renamed when
 complete, so an interrupted run leaves nothing half-written and re-running is safe.
 """
 import argparse
@@ -29,7 +32,7 @@ import time
 import numpy as np
 
 from data import h36m
-from data.dataset import IMAGE_SIZE, DatasetError, DatasetWriter
+from data.dataset import BANK_RATE_HZ, IMAGE_SIZE, DatasetError, DatasetWriter, bank_step
 from data.skeleton import Skeleton
 
 log = logging.getLogger(__name__)
@@ -165,22 +168,35 @@ def frame_source(root, seq):
     return None, None
 
 
-def prepare(root, out, subjects=h36m.ALL_SUBJECTS, frame_step=5, progress=True):
-    """Convert the release under `root` into the dataset file `out`. Returns a summary dict."""
+def check_steps(frame_step, bank_rate_hz):
+    """Raise ValueError unless frame_step >= 1 and the kept frames lie on the bank's grid (a
+    bank_rate_hz of None writes no bank)."""
+    if frame_step < 1:
+        raise ValueError(f"frame step must be at least 1, got {frame_step}")
+    if bank_rate_hz is not None and frame_step % bank_step(bank_rate_hz):
+        raise ValueError(f"frame step {frame_step} is not a multiple of the pose bank's step "
+                         f"{bank_step(bank_rate_hz)} ({bank_rate_hz:g} Hz): the images must lie on the bank's frames")
+
+
+def prepare(root, out, subjects=h36m.ALL_SUBJECTS, frame_step=5, progress=True, bank_rate_hz=BANK_RATE_HZ):
+    """Convert the release under `root` into the dataset file `out`. Returns a summary dict.
+
+    Images at every `frame_step`-th frame; the pose bank (bank/) holds every pose of each
+    converted sequence at bank_rate_hz (None: no bank), pose-only where no image was kept.
+    """
     from tqdm import tqdm
 
-    if frame_step < 1:
-        raise ValueError(f"frame_step must be at least 1, got {frame_step}")
+    check_steps(frame_step, bank_rate_hz)
     subjects = h36m.parse_subjects(subjects)
     sequences = find_sequences(root, subjects)
     if not sequences:
         raise DatasetError(f"{root}: no <subject>/MyPoseFeatures/D3_Positions_mono/*.cdf files for "
                            f"{', '.join(subjects)}")
-    summary = dict(sequences=0, images=0, skipped=[])
+    summary = dict(sequences=0, images=0, bank=0, skipped=[])
     poses_by_subject = {}
     start = time.time()
     with DatasetWriter(out, source="h36m", cameras=h36m.cameras_json(subjects),
-                       generator=None) as writer:
+                       generator=None, bank_rate_hz=bank_rate_hz) as writer:
         bar = tqdm(sequences, unit="seq", desc="Human3.6M", disable=not progress, dynamic_ncols=True)
         for seq in bar:
             bar.set_postfix_str(str(seq))
@@ -217,6 +233,11 @@ def prepare(root, out, subjects=h36m.ALL_SUBJECTS, frame_step=5, progress=True):
                 continue
             writer.append(np.array(images), poses[kept].astype(np.float32), seq.subject, seq.action,
                           seq.subaction, seq.camera, np.array(kept), box=np.array(boxes, dtype=np.float32))
+            if bank_rate_hz is not None:
+                grid = np.arange(0, len(poses), bank_step(bank_rate_hz))
+                writer.append_bank(poses[grid].astype(np.float32), seq.subject, seq.action, seq.subaction,
+                                   seq.camera, grid)
+                summary["bank"] += len(grid)
             summary["sequences"] += 1
             summary["images"] += len(kept)
         bar.close()
@@ -237,10 +258,17 @@ def main(argv=None):
     parser.add_argument("--subjects", default="all",
                         help="comma-separated subjects, or train / test / all (default all)")
     parser.add_argument("--frame-step", type=int, default=5,
-                        help="keep every n-th frame of the 50 Hz sequences (default 5)")
+                        help="keep the image of every n-th frame of the 50 Hz sequences (default 5)")
+    parser.add_argument("--bank-rate", type=float, default=BANK_RATE_HZ, metavar="HZ",
+                        help=f"poses per second of every sequence in the file's pose bank; must divide 50, "
+                             f"and the frame step must be a multiple of 50 / HZ; 0 for no bank (default "
+                             f"{BANK_RATE_HZ:g})")
     args = parser.parse_args(argv)
-    if args.frame_step < 1:
-        parser.error("--frame-step must be at least 1")
+    bank_rate = args.bank_rate or None
+    try:
+        check_steps(args.frame_step, bank_rate)
+    except ValueError as e:
+        parser.error(str(e))
     try:
         subjects = h36m.parse_subjects(args.subjects)
     except ValueError as e:
@@ -249,12 +277,12 @@ def main(argv=None):
         parser.error(f"--root {args.root}: no such folder")
     logging.basicConfig(level=logging.INFO, format="%(levelname)s: %(message)s")
     try:
-        summary = prepare(args.root, args.out, subjects, args.frame_step)
+        summary = prepare(args.root, args.out, subjects, args.frame_step, bank_rate_hz=bank_rate)
     except DatasetError as e:
         print(f"error: {e}", file=sys.stderr)
         return 1
-    print(f"{args.out}: {summary['images']} images from {summary['sequences']} sequences "
-          f"({len(summary['skipped'])} skipped) in {summary['seconds']:.0f} s")
+    print(f"{args.out}: {summary['images']} images and {summary['bank']} bank poses from "
+          f"{summary['sequences']} sequences ({len(summary['skipped'])} skipped) in {summary['seconds']:.0f} s")
     return 0
 
 

@@ -8,7 +8,8 @@ from data.h36m import TRAIN_SUBJECTS
 STAGES = ("pretrain", "structnet", "all")
 # fields that may differ between a checkpoint and a resumed run (they do not change the result
 # of the epochs already done)
-RESUMABLE_CHANGES = {"epochs", "pretrain_epochs", "resume", "out", "progress", "checkpoint_every", "stop_after"}
+RESUMABLE_CHANGES = {"epochs", "pretrain_epochs", "resume", "out", "progress", "checkpoint_every", "stop_after",
+                     "eval_every"}
 
 
 @dataclass
@@ -27,6 +28,8 @@ class TrainConfig:
     progress: bool = True
     checkpoint_every: int = 50         # mini-batches between checkpoints (and at every epoch end)
     stop_after: int = 0                # stop (with a checkpoint) after this many mini-batches; 0 = never
+    eval_every: int = 0                # learning curves: evaluate every N max-margin epochs and at the end
+                                       # (structlearn.curves, <out>/curves.jsonl); 0 = off. Changes no result
     pretrained: str = ""               # pre-trained network for --stage structnet ("" = <out>/pretrain_model.npz, "none" = random convolutions)
     # network (the preset's other sizes stay as structlearn.network.PRESETS gives them)
     pose_embedding: str = "2layer"     # Table 3: raw, random1, 1layer, 2layer

@@ -1,7 +1,9 @@
 """Evaluation of a trained StructNet on the paper's protocol (Sec. 5.2, Table 1): the modes, the
-streaming pass over the test images (Evaluator), the training-set alignment statistic (Sec. 6)
-and the per-action aggregation. structlearn.protocol runs it end to end; structlearn.report
-prints and writes the results; structlearn.bank holds the pose bank.
+streaming pass over the test images (Evaluator), the training-set alignment statistic (Sec. 6),
+the bank floor (the nearest bank pose, beside the mean pose as a reference) and the per-action
+aggregation. structlearn.protocol runs it end to end; structlearn.report prints and writes the
+results; structlearn.bank holds the pose bank; structlearn.curves runs it on the trainer's
+parameters (--eval-every).
 
 Modes (predictions per test image; poses root-relative, mm, 17 joints):
     max   StructNet-Max            the bank pose of maximum score <f_I(x), f_J(y)> (eq. 4)
@@ -29,21 +31,24 @@ from tqdm import tqdm
 
 from apf import APFConfig, refine_poses
 from data import h36m
-from data.dataset import DatasetError, PoseDataset
+from data.dataset import DatasetError, PoseDataset, root_relative
 from data.h36m import N_JOINTS
 from data.loader import BatchLoader
 from data.metrics import mpjpe, p_mpjpe
 from data.skeleton import Skeleton
 from nn import backend
 
-from .bank import check_normalizer, load_or_build_bank, training_poses
-from .inference import average_prefixes, image_outputs, regression_outputs, to_host, top_k_scores
-from .trained_run import EvalError, load_for_eval, resolve_run
+from .bank import check_normalizer, load_or_build_bank, nearest_pose, training_poses
+from .inference import average_prefixes, image_outputs, pose_embeddings, regression_outputs, to_host, top_k_scores
+from .trained_run import EvalError, LoadedModel, load_for_eval, resolve_run
 
 MODES = ("max", "avg", "apf", "ik", "pred", "hml")
 PAPER_MODES = ("max", "avg", "apf", "pred", "hml")
 USES_A = ("avg", "apf", "ik")
 A_FRACTION = 0.005          # the paper's A = 500 is ~0.5% of its ~100k training poses (Sec. 5.4)
+# --sweep-A auto (Figure 3): A as these shares of the bank, around the paper's 0.5% (its Figure 3
+# spans A = 1 to 1,500 of ~100k poses, and the error "stabilizes between A = 500 and A = 1000")
+SWEEP_SHARES = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.02, 0.05)
 ALIGN_THRESHOLD_MM = 30.0   # Sec. 6: share of max-score training poses within 30 mm
 APF_SLICE = 256             # images per APF call (its per-image seeds depend on the slice only)
 
@@ -71,6 +76,16 @@ def parse_modes(text):
 def default_A(bank_size):
     """A for StructNet-Avg(A) when none is given: 0.5% of the bank (the paper's 500 of ~100k), >= 1."""
     return int(max(1, min(bank_size, round(A_FRACTION * bank_size))))
+
+
+def sweep_values(sweep, bank_size):
+    """The A of a sweep: sweep is "auto" (SWEEP_SHARES of the bank, each rounded, at least 1,
+    duplicates dropped) or a sequence of A; every A clipped to the bank size, sorted, unique."""
+    if isinstance(sweep, str):
+        if sweep != "auto":
+            raise ValueError(f"sweep: expected 'auto' or a list of A, got {sweep!r}")
+        sweep = [round(s * bank_size) for s in SWEEP_SHARES]
+    return tuple(sorted({int(min(max(1, int(a)), bank_size)) for a in sweep}))
 
 
 # ============================================================================ aggregation
@@ -118,6 +133,16 @@ def _loader(dataset, model, idx, batch_size):
         raise EvalError(f"{model.path} does not fit {dataset.path}: {err}") from None
 
 
+def _check_device(device):
+    if device not in ("cpu", "gpu"):
+        raise EvalError(f"--device must be cpu or gpu, got {device!r}")
+    if device == "gpu":
+        try:
+            backend.cupy()
+        except RuntimeError as err:
+            raise EvalError(str(err)) from None
+
+
 def _same_preprocessing(a, b):
     return (a.net.cfg.input_size == b.net.cfg.input_size and a.net.cfg.downsample == b.net.cfg.downsample
             and np.array_equal(a.stats.mean, b.stats.mean) and a.stats.scale == b.stats.scale)
@@ -139,6 +164,8 @@ class EvalOutput:
     keep_rows: np.ndarray = None
     distinct_top1: int = 0                         # distinct max-score bank poses (a collapse check)
     mean_pose_mpjpe: float = 0.0                   # MPJPE of the mean bank pose for every image (a reference)
+    bank_floor: np.ndarray = None                  # (N,) MPJPE of the nearest bank pose (bank.nearest_pose)
+    bank_size: int = 0                             # M, the poses of the bank
     seconds: dict = field(default_factory=dict)
 
 
@@ -146,36 +173,24 @@ class Evaluator:
     """A trained run ready to evaluate: the StructNet model, the data file, the pose bank and,
     when wanted, the DconvMP-HML network.
 
-    Evaluator(run, data=None, device="cpu", cache=True, hml=False, log=print)
+    Evaluator(run, data=None, device="cpu", cache=True, hml=False, log=print) loads a run from
+    disk; Evaluator.in_memory(...) evaluates parameters held by the trainer (--eval-every).
     """
 
     def __init__(self, run="runs/latest", data=None, device="cpu", cache=True, hml=False, log=print):
-        self.say = log
-        if device not in ("cpu", "gpu"):
-            raise EvalError(f"--device must be cpu or gpu, got {device!r}")
-        if device == "gpu":
-            try:
-                backend.cupy()
-            except RuntimeError as err:
-                raise EvalError(str(err)) from None
-        self.device = device
+        _check_device(device)
         self.model_path, self.pretrain_path = resolve_run(run)
-        self.model = load_for_eval(self.model_path, "structnet", device)
-        meta = self.model.meta
-        self.data_path = str(data or meta.get("data") or "")
-        if not self.data_path:
+        model = load_for_eval(self.model_path, "structnet", device)
+        meta = model.meta
+        data_path = str(data or meta.get("data") or "")
+        if not data_path:
             raise EvalError(f"{self.model_path} names no data file; pass --data FILE")
-        if not os.path.exists(self.data_path):
-            raise EvalError(f"{self.data_path}: no such data file (the model's training data); pass --data FILE")
-        self.dataset = PoseDataset(self.data_path)
+        if not os.path.exists(data_path):
+            raise EvalError(f"{data_path}: no such data file (the model's training data); pass --data FILE")
         train_cfg = meta.get("train_config", {})
-        self.train_subjects = tuple(meta.get("subjects") or train_cfg.get("subjects") or h36m.TRAIN_SUBJECTS)
-        self.train_actions = tuple(train_cfg.get("actions") or ()) or None
-        rows, bank_mm = training_poses(self.dataset, self.train_subjects, self.train_actions, self.data_path)
-        check_normalizer(self.model.normalizer, bank_mm, self.data_path, self.model_path)
-        t = time.perf_counter()
-        self.bank = load_or_build_bank(self.model, bank_mm, rows, cache=cache)
-        self.bank_seconds = time.perf_counter() - t
+        subjects = tuple(meta.get("subjects") or train_cfg.get("subjects") or h36m.TRAIN_SUBJECTS)
+        self._setup(model, PoseDataset(data_path), subjects, tuple(train_cfg.get("actions") or ()) or None,
+                    device, cache, log)
         self.hml = None
         if hml:
             if self.pretrain_path is None:
@@ -184,6 +199,52 @@ class Evaluator:
             self.hml = load_for_eval(self.pretrain_path, "multitask", device)
             if not _same_preprocessing(self.model, self.hml):
                 self.say("note: the pre-training network preprocesses images differently; reading them twice")
+
+    @classmethod
+    def in_memory(cls, net, params, normalizer, stats, dataset, subjects, actions=None, device="cpu", log=print):
+        """An Evaluator of parameters in memory (a StructNet's, on device), read, never written:
+        the trainer's (structlearn.curves). The bank embeddings are computed, never cached;
+        refresh(params) recomputes them after the parameters changed."""
+        _check_device(device)
+        ev = cls.__new__(cls)
+        ev.model_path = ev.pretrain_path = ev.hml = None
+        model = LoadedModel("<in-memory parameters>", "structnet", net, params, {}, normalizer, stats)
+        ev._setup(model, dataset, tuple(subjects), tuple(actions or ()) or None, device, False, log)
+        return ev
+
+    def _setup(self, model, dataset, train_subjects, train_actions, device, cache, log):
+        """The model, the data file, the training images and the pose bank (structlearn.bank.pose_space,
+        Algorithm 1's pose space Y) with its embeddings."""
+        self.say, self.device, self.model, self.dataset = log, device, model, dataset
+        self.data_path = dataset.path
+        self.train_subjects, self.train_actions = train_subjects, train_actions
+        self.cache = cache
+        bidx, bank_mm = training_poses(dataset, train_subjects, train_actions, self.data_path)
+        check_normalizer(model.normalizer, bank_mm, self.data_path, model.path)
+        # the training images (for the alignment statistic): the image rows of the same subjects and actions
+        self.train_rows = dataset.select(subjects=list(train_subjects),
+                                         actions=None if train_actions is None else list(train_actions))
+        self._floors = {}
+        t = time.perf_counter()
+        self.bank = load_or_build_bank(model, bank_mm, bidx, dataset.bank_image_rows(bidx), cache=cache)
+        self.bank_seconds = time.perf_counter() - t
+
+    def refresh(self, params):
+        """New parameters of the same network (the trainer's, after more epochs): the bank
+        embeddings f_J are recomputed, since the pose branch changed."""
+        self.model.params = params
+        t = time.perf_counter()
+        self.bank = load_or_build_bank(self.model, self.bank.poses, self.bank.index, self.bank.rows, cache=self.cache)
+        self.bank_seconds = time.perf_counter() - t
+
+    def bank_floor(self, idx):
+        """The bank floor of test rows idx: (N,) float64 MPJPE of the nearest bank pose to each
+        test pose (bank.nearest_pose), memoised per idx: it depends on the bank only, not the model."""
+        key = np.asarray(idx, dtype=np.int64).tobytes()
+        if key not in self._floors:
+            gt = root_relative(self.dataset.poses(idx)).astype(np.float32)
+            self._floors[key] = nearest_pose(self.bank.poses, gt)[0].astype(np.float64)
+        return self._floors[key]
 
     @property
     def bank_size(self):
@@ -226,12 +287,12 @@ class Evaluator:
         modes = tuple(modes)
         M = self.bank_size
         A = min(int(A), M)
-        sweep = tuple(sorted({min(int(a), M) for a in sweep}))
+        sweep = sweep_values(sweep, M)
         kmax = max([A if set(modes) & set(USES_A) else 1, *sweep, int(export_k), 1])
         kmax = min(kmax, M)
         use_bank = bool(set(modes) & {"max", *USES_A} or sweep or export_k)
         meta = self.dataset.metadata(idx)
-        out = EvalOutput(rows=np.asarray(idx), subjects=meta["subject"], actions=meta["action"], A=A)
+        out = EvalOutput(rows=np.asarray(idx), subjects=meta["subject"], actions=meta["action"], A=A, bank_size=M)
         N = len(idx)
         if "hml" in modes and self.hml is None:
             raise EvalError("mode hml requested but the DconvMP-HML network was not loaded (Evaluator(hml=True))")
@@ -254,7 +315,7 @@ class Evaluator:
         apf_targets = np.empty((N, N_JOINTS, 3), np.float32) if "apf" in modes else None
         apf_inits = np.empty((N, N_JOINTS, 3), np.float32) if "apf" in modes else None
         gts = np.empty((N, N_JOINTS, 3), np.float32)
-        timing = {"network": 0.0, "bank": 0.0, "hml": 0.0, "ik": 0.0, "apf": 0.0}
+        timing = {"network": 0.0, "bank": 0.0, "hml": 0.0, "ik": 0.0, "apf": 0.0, "floor": 0.0}
         top1 = set()
 
         loader = _loader(self.dataset, self.model, idx, batch_size)
@@ -335,6 +396,9 @@ class Evaluator:
         out.distinct_top1 = len(top1)
         mean_pose = self.bank.poses.mean(axis=0, dtype=np.float64)
         out.mean_pose_mpjpe = float(mpjpe(np.broadcast_to(mean_pose, gts.shape), gts).mean())
+        t = time.perf_counter()
+        out.bank_floor = self.bank_floor(idx)
+        timing["floor"] = time.perf_counter() - t
         return out
 
     def _apf(self, subjects, targets, inits, skel, config, progress):
@@ -360,14 +424,16 @@ class Evaluator:
         """The training-set alignment statistic (Sec. 6): share of training images (evenly spaced,
         at most max_images) whose max-score bank pose is within 30 mm MPJPE of their ground truth.
 
-        Returns {"share_30mm", "images", "median_mm", "mean_mm"}; with keep_embeddings also
-        "positions" (bank positions of the images) and "f_I" (their image embeddings, host).
+        Returns {"share_30mm", "images", "median_mm", "mean_mm", "f_I_relative_spread"}; with
+        keep_embeddings also "rows" (n,) (the images' data-file rows), "f_I" (n, D) their image
+        embeddings, "f_J" (n, D) the pose embeddings of their true poses and "poses" (n, 17, 3)
+        those poses (root-relative mm), all on the host (Figure 4).
         """
-        pos = evenly_spaced(np.arange(self.bank_size), max_images)
-        loader = _loader(self.dataset, self.model, self.bank.rows[pos], batch_size)
-        errs, embs = [], []
+        rows = evenly_spaced(self.train_rows, max_images)
+        loader = _loader(self.dataset, self.model, rows, batch_size)
+        errs, keep = [], {"f_I": [], "f_J": [], "poses": []}
         s1 = s2 = 0.0
-        bar = tqdm(total=len(pos), desc="alignment", unit="img", disable=not progress, file=sys.stderr,
+        bar = tqdm(total=len(rows), desc="alignment", unit="img", disable=not progress, file=sys.stderr,
                    dynamic_ncols=True)
         for batch in loader.epoch(0):
             f_I, _ = image_outputs(self.model.net, self.model.params, self._dev(batch.images))
@@ -376,7 +442,10 @@ class Evaluator:
             f = to_host(f_I).astype(np.float64)
             s1, s2 = s1 + f.sum(axis=0), s2 + (f * f).sum(axis=0)
             if keep_embeddings:
-                embs.append(to_host(f_I))
+                keep["f_I"].append(to_host(f_I))
+                keep["f_J"].append(to_host(pose_embeddings(self.model.net, self.model.params,
+                                                           self._dev(self.model.normalizer.normalize(batch.poses)))))
+                keep["poses"].append(batch.poses)
             bar.update(len(batch.index))
         bar.close()
         e = np.concatenate(errs)
@@ -387,6 +456,6 @@ class Evaluator:
         res = {"share_30mm": float((e <= ALIGN_THRESHOLD_MM).mean()), "images": int(len(e)),
                "median_mm": float(np.median(e)), "mean_mm": float(e.mean()), "f_I_relative_spread": spread}
         if keep_embeddings:
-            res["positions"] = pos
-            res["f_I"] = np.concatenate(embs)
+            res["rows"] = rows
+            res.update({k: np.concatenate(v) for k, v in keep.items()})
         return res

@@ -1,11 +1,12 @@
 """Figures of the evaluation (matplotlib, Agg backend; every function writes one PNG).
 
-figure3         error versus A for StructNet-Avg(A) (the paper's Figure 3)
+figure3         error versus A (as a share of the bank) for StructNet-Avg(A) (the paper's Figure 3)
 figure4         the learned embedding (Figure 4): (a) the two highest-variance dimensions of the
                 image embedding over training images with the average image of each local region,
                 (b) the same two dimensions of the pose embedding with the average pose of each
                 region, (c), (d) the same on the first two principal components
 skeleton_figure predicted versus ground-truth skeletons for a few test images
+learning_curves the --eval-every records of structlearn.curves against max-margin epochs
 
 Pose drawings use the paper's colours: right arm red, right leg orange, left arm purple, left
 leg green, and a cyan "nose" pointing in the person's forward direction. Poses are root-relative
@@ -19,6 +20,7 @@ from data import h36m
 import matplotlib  # noqa: E402  (the backend must be chosen before pyplot is imported)
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
+from matplotlib.ticker import MaxNLocator  # noqa: E402
 
 J = {name: j for j, name in enumerate(h36m.JOINT_NAMES)}
 LIMB_COLOURS = {"rarm": "#d62728", "rleg": "#ff7f0e", "larm": "#9467bd", "lleg": "#2ca02c",
@@ -84,32 +86,40 @@ def draw_pose(ax, pose, view=front_view, centre=(0.0, 0.0), scale=1.0, lw=1.5, c
 
 
 # ============================================================================ Figure 3
-def figure3(path, sweep, max_result=None, paper_A=None, bank_size=None):
-    """Error versus A: sweep {A: (mpjpe_all_frames, mpjpe_action_mean)}, max_result the same pair
-    for StructNet-Max (drawn at A = 1)."""
+def figure3(path, sweep, bank_size, max_result=None, paper_A=None):
+    """Error versus A as a share of the bank (the paper's Figure 3, whose A = 500 is ~0.5% of the
+    bank): sweep {A: (mpjpe_all_frames, mpjpe_action_mean)}, bank_size M, max_result the same pair
+    for StructNet-Max (drawn at A = 1), paper_A the A of the tables (marked). The x-axis is
+    100 A / M in % (log); the top axis gives A."""
     A = np.array(sorted(sweep))
+    share = 100.0 * A / bank_size
     frames = np.array([sweep[a][0] for a in A])
     actions = np.array([sweep[a][1] for a in A])
-    fig, ax = plt.subplots(figsize=(6.4, 4.4), dpi=120)
-    ax.plot(A, frames, "o-", color="#1f77b4", label="StructNet-Avg(A), mean over frames")
-    ax.plot(A, actions, "s--", color="#ff7f0e", label="StructNet-Avg(A), mean over actions")
+    fig, ax = plt.subplots(figsize=(6.4, 4.6), dpi=120)
+    ax.plot(share, frames, "o-", color="#1f77b4", label="StructNet-Avg(A), mean over frames")
+    ax.plot(share, actions, "s--", color="#ff7f0e", label="StructNet-Avg(A), mean over actions")
     if max_result is not None:
-        ax.plot([1], [max_result[0]], "k*", ms=11, label="StructNet-Max (A = 1), over frames")
-    for a, v in zip(A, frames):
-        ax.annotate(f"{v:.1f}", (a, v), textcoords="offset points", xytext=(0, 7), ha="center", fontsize=8)
+        ax.plot([100.0 / bank_size], [max_result[0]], "k*", ms=11, label="StructNet-Max (A = 1), over frames")
+    for x, v in zip(share, frames):
+        ax.annotate(f"{v:.1f}", (x, v), textcoords="offset points", xytext=(0, 7), ha="center", fontsize=8)
     if paper_A is not None:
-        ax.axvline(paper_A, color="0.6", lw=1, ls=":")
-        ax.annotate(f"A = {paper_A}", (paper_A, ax.get_ylim()[1]), textcoords="offset points", xytext=(3, -12),
+        x = 100.0 * paper_A / bank_size
+        ax.axvline(x, color="0.6", lw=1, ls=":")
+        ax.annotate(f"A = {paper_A}", (x, ax.get_ylim()[1]), textcoords="offset points", xytext=(3, -12),
                     fontsize=8, color="0.4")
     ax.set_xscale("log")
-    ax.set_xticks(A)
-    ax.set_xticklabels([str(a) for a in A])
+    ax.set_xticks(share)
+    ax.set_xticklabels([f"{s:.2g}" for s in share], fontsize=8)   # A rounded: 90 of 179,800 is 0.05%
     ax.minorticks_off()
-    ax.margins(x=0.08, y=0.12)
-    ax.set_xlabel("A (number of top-scoring training poses averaged)" +
-                  (f"; bank of {bank_size} poses" if bank_size else ""))
+    ax.margins(x=0.08, y=0.14)
+    ax.set_xlabel(f"A as a share of the bank (%; bank of {bank_size} poses)")
     ax.set_ylabel("MPJPE (mm)")
-    ax.set_title("Figure 3: pose error of StructNet-Avg(A) versus A")
+    top = ax.secondary_xaxis("top", functions=(lambda s: s * bank_size / 100.0, lambda a: 100.0 * a / bank_size))
+    top.set_xticks(A)
+    top.set_xticklabels([str(a) for a in A], fontsize=8)
+    top.minorticks_off()
+    top.set_xlabel("A (top-scoring bank poses averaged)", fontsize=9)
+    ax.set_title("Figure 3: pose error of StructNet-Avg(A) versus A", fontsize=11)
     ax.grid(True, which="both", alpha=0.3)
     ax.legend(fontsize=8)
     fig.tight_layout()
@@ -283,6 +293,50 @@ def skeleton_figure(path, images, joints2d, gt, preds, titles):
     fig.suptitle("Predicted versus ground-truth skeletons (mm, root-relative; on the image the predictions "
                  "are placed at the true root)", fontsize=11, y=1 - 0.06 / height)
     fig.tight_layout(rect=(0, 0, 1, 1 - 0.9 / height))
+    fig.savefig(path)
+    plt.close(fig)
+    return path
+
+
+# ============================================================================ learning curves
+def learning_curves(path, records):
+    """Learning curves of Algorithm 1 (structlearn.curves records, one per evaluation): left, the
+    training-set alignment statistic of Sec. 6 (share within 30 mm, and the median error on a
+    second axis); right, test MPJPE of StructNet-Max, Avg(A) and Pred, with the bank floor and the
+    mean pose as dashed references. x: max-margin epochs done."""
+    records = sorted(records, key=lambda r: r["epoch"])
+    ep = np.array([r["epoch"] for r in records])
+    tested = [r for r in records if r["test"]]
+    fig, axs = plt.subplots(1, 2 if tested else 1, figsize=(12 if tested else 6.4, 4.4), dpi=110, squeeze=False)
+    ax = axs[0, 0]
+    ax.plot(ep, [100 * r["train"]["share_30mm"] for r in records], "o-", color="#2ca02c", label="within 30 mm (%)")
+    ax.set_xlabel("max-margin epochs")
+    ax.set_ylabel("training images within 30 mm of the truth (%)", color="#2ca02c")
+    ax2 = ax.twinx()
+    ax2.plot(ep, [r["train"]["median_mm"] for r in records], "s--", color="#7f7f7f", label="median (mm)")
+    ax2.set_ylabel("median MPJPE of the max-score pose (mm)", color="#7f7f7f")
+    n = records[-1]["train"]["images"]
+    ax.set_title(f"training-set alignment (Sec. 6) on {n} training images", fontsize=10)
+    ax.grid(True, alpha=0.3)
+    if tested:
+        ax = axs[0, 1]
+        et = np.array([r["epoch"] for r in tested])
+        te = tested[-1]["test"]
+        for key, label, style in (("max", "StructNet-Max", "o-"), ("avg", f"StructNet-Avg({te['A']})", "s-"),
+                                  ("pred", "StructNet-Pred", "^-")):
+            ax.plot(et, [r["test"][key] for r in tested], style, label=label)
+        ax.axhline(te["bank_floor"], color="k", ls="--", lw=1, label="bank floor (nearest bank pose)")
+        ax.axhline(te["mean_pose"], color="0.5", ls=":", lw=1, label="mean training pose")
+        ax.set_xlabel("max-margin epochs")
+        ax.set_ylabel("MPJPE (mm)")
+        ax.set_title(f"test MPJPE on {te['images']} images of {','.join(te['subjects'])}", fontsize=10)
+        ax.grid(True, alpha=0.3)
+        ax.legend(fontsize=8)
+    for a in axs[0]:
+        a.xaxis.set_major_locator(MaxNLocator(integer=True))   # epochs
+        a.set_xlim(-0.3, max(int(ep.max()), 1) + 0.3)
+    fig.suptitle("Learning curves of Algorithm 1 (--eval-every)", fontsize=11)
+    fig.tight_layout()
     fig.savefig(path)
     plt.close(fig)
     return path

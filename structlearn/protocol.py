@@ -9,7 +9,7 @@ from apf import APFConfig
 from data import h36m
 
 from . import report
-from .evaluate import MODES, Evaluator, default_A
+from .evaluate import MODES, Evaluator, default_A, summarize, sweep_values
 from .trained_run import EvalError, resolve_run
 
 
@@ -30,7 +30,8 @@ class EvalConfig:
     modes_explicit: bool = True        # False (run_eval's default --mode): drop hml, with a note, when the run has
                                        # no pretrain_model.npz; True: that is an error
     A: int = None                      # poses averaged by StructNet-Avg(A) and the APF/IK targets; None = default_A
-    sweep: tuple = ()                  # also StructNet-Avg(A) for these A (Figure 3)
+    sweep: tuple = ()                  # also StructNet-Avg(A) for these A (Figure 3), or "auto": the shares
+                                       # evaluate.SWEEP_SHARES of the bank
     export_k: int = 0                  # write the export_k best bank poses per test image ...
     export_path: str = ""              # ... to this .npz (report.save_topk); export_k 0 = no export
     train_images: int = 2000           # training images for the alignment statistic and Figure 4; 0 = skip
@@ -43,16 +44,24 @@ class EvalConfig:
 
     def __post_init__(self):
         self.subjects = h36m.parse_subjects(self.subjects)
-        self.actions, self.modes, self.sweep = tuple(self.actions), tuple(self.modes), tuple(self.sweep)
+        self.actions, self.modes = tuple(self.actions), tuple(self.modes)
+        self.sweep = self.sweep if self.sweep == "auto" else tuple(self.sweep)
         if self.export_k and not self.export_path:
             raise ValueError("export_k needs an export_path")
 
     def to_dict(self):
         d = asdict(self)
         for k in ("subjects", "actions", "modes", "sweep"):
-            d[k] = list(d[k])
+            d[k] = d[k] if isinstance(d[k], str) else list(d[k])
         d["apf"]["stages"] = list(d["apf"]["stages"])
         return d
+
+
+def _floor_context(output):
+    """The bank floor in the JSON context: MPJPE of the nearest bank pose, over all frames, over
+    actions and per action ({"mean", "std", "n"})."""
+    s = summarize(output.bank_floor, output.actions)
+    return {"mpjpe_all_frames": s["all_frames"], "mpjpe_action_mean": s["action_mean"], "per_action": s["per_action"]}
 
 
 def run_evaluation(cfg, log=print):
@@ -79,19 +88,24 @@ def run_evaluation(cfg, log=print):
 
     test_meta = ev.dataset.metadata(idx)
     keep = report.skeleton_rows(idx, test_meta["subject"], test_meta["action"]) if cfg.figures_dir else ()
-    output = ev.run(idx, modes, A, sweep=cfg.sweep, export_k=cfg.export_k, apf_config=cfg.apf,
+    sweep = sweep_values(cfg.sweep, M) if cfg.sweep else ()
+    output = ev.run(idx, modes, A, sweep=sweep, export_k=cfg.export_k, apf_config=cfg.apf,
                     batch_size=cfg.batch_size, chunk=cfg.bank_chunk, keep_rows=keep, progress=cfg.progress)
     align = None
     if cfg.train_images > 0:
         align = ev.alignment(cfg.train_images, cfg.batch_size, cfg.bank_chunk, keep_embeddings=bool(cfg.figures_dir),
                              progress=cfg.progress)
     context = {"model": ev.model_path, "pretrain_model": ev.pretrain_path if "hml" in modes else None,
-               "data": ev.data_path, "device": cfg.device, "bank_poses": M, "bank_subjects": list(ev.train_subjects),
+               "data": ev.data_path, "device": cfg.device, "bank_poses": M,
+               "bank_with_images": int((ev.bank.rows >= 0).sum()), "bank_rate_hz": ev.dataset.bank_rate_hz,
+               "bank_subjects": list(ev.train_subjects),
                "A_rule": rule, "max_images": cfg.max_images, "distinct_top1": output.distinct_top1,
                "mean_pose_mpjpe": output.mean_pose_mpjpe,
+               "bank_floor": _floor_context(output),
                "test_rows_first_last": [int(idx[0]), int(idx[-1])],
                "apf": asdict(cfg.apf) if "apf" in modes else None,
-               "train_alignment": {k: v for k, v in align.items() if k not in ("f_I", "positions")} if align else None,
+               "train_alignment": {k: v for k, v in align.items() if k not in ("f_I", "f_J", "poses", "rows")}
+               if align else None,
                "seconds": {k: round(v, 3) for k, v in output.seconds.items()}}
     results = report.mode_results(output, modes, present, context)
     report.print_results(results, output, align, modes, present, say)
@@ -104,7 +118,7 @@ def run_evaluation(cfg, log=print):
         say(f"wrote {cfg.export_path}: top-{min(cfg.export_k, M)} poses and scores of {len(idx)} test images")
     fig_dir = cfg.figures_dir or (os.path.join(os.path.dirname(ev.model_path), "eval") if cfg.sweep else "")
     if fig_dir:
-        for path in report.write_figures(ev, output, modes, results, align, fig_dir, cfg.sweep, bool(cfg.figures_dir),
+        for path in report.write_figures(ev, output, modes, results, align, fig_dir, sweep, bool(cfg.figures_dir),
                                          say):
             say(f"wrote {path}")
     return results

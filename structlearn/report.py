@@ -12,7 +12,6 @@ from data.dataset import root_relative
 from nn.params import save_npz_atomic
 
 from .evaluate import PAPER_MODES, USES_A, method_name, summarize
-from .inference import to_host
 
 
 # ============================================================================ result objects
@@ -24,7 +23,8 @@ def mode_results(output, modes, subjects, context=None):
     def obj(mode, A, e, pe, sweep=False):
         m, pm = summarize(e, output.actions), summarize(pe, output.actions)
         return {"mode": mode, "method": method_name(mode, A), "in_paper": mode in PAPER_MODES,
-                "A": A, "sweep": sweep, "subjects": list(subjects),
+                "A": A, "A_share": A / output.bank_size if A and output.bank_size else None, "sweep": sweep,
+                "subjects": list(subjects),
                 "actions": list(m["per_action"]), "n_frames": m["n"],
                 "mpjpe": m["per_action"], "mpjpe_all_frames": m["all_frames"],
                 "mpjpe_all_frames_std": m["all_frames_std"], "mpjpe_action_mean": m["action_mean"],
@@ -43,13 +43,14 @@ def mode_results(output, modes, subjects, context=None):
 # ============================================================================ export
 def save_topk(path, output, bank, k, dataset):
     """Multiple hypotheses per test image (npz): poses (N,k,17,3) root-relative mm, scores (N,k)
-    best first, bank_index (N,k) positions in the bank, bank_rows (N,k) their data-file rows, and
+    best first, bank_index (N,k) entries of the data file's pose bank (PoseDataset.bank_poses),
+    bank_rows (N,k) the image rows showing them (-1: a pose-only entry of the dense bank), and
     per image rows, subject, action, camera, frame and gt (N,17,3)."""
-    idx = output.topk["bank_index"][:, :k]
+    pos = output.topk["bank_index"][:, :k]
     meta = dataset.metadata(output.rows)
     save_npz_atomic(path, {
-        "poses": bank.poses[idx], "scores": output.topk["scores"][:, :k], "bank_index": idx,
-        "bank_rows": bank.rows[idx], "rows": output.rows,
+        "poses": bank.poses[pos], "scores": output.topk["scores"][:, :k], "bank_index": bank.index[pos],
+        "bank_rows": bank.rows[pos], "rows": output.rows,
         "subject": meta["subject"].astype(str), "action": meta["action"].astype(str),
         "camera": meta["camera"].astype(str), "frame": meta["frame"],
         "gt": root_relative(dataset.poses(output.rows)).astype(np.float32)})
@@ -96,8 +97,10 @@ def print_setup(ev, A, A_rule, present, n_images, max_images, say=print):
     cfg = ev.model.net.cfg
     say(f"model: {ev.model_path} (input {cfg.input_size}x{cfg.input_size}, embedding {ev.bank.emb.shape[1]}-d, "
         f"{cfg.pose_embedding} pose embedding); data: {ev.data_path}")
-    say(f"pose bank: {ev.bank_size} training poses of {','.join(ev.train_subjects)}; embeddings {ev.bank.source} "
-        f"({ev.bank_seconds:.2f} s)")
+    kind = (f"the file's pose bank at {ev.dataset.bank_rate_hz:g} Hz, {int((ev.bank.rows >= 0).sum())} of them "
+            "with an image" if ev.dataset.has_bank else "the training images' poses: the file has no pose bank")
+    say(f"pose bank: {ev.bank_size} training poses of {','.join(ev.train_subjects)} ({kind}); embeddings "
+        f"{ev.bank.source} ({ev.bank_seconds:.2f} s)")
     say(f"A = {A} ({A_rule}); test: {','.join(present)}, {n_images} images"
         + (f" (evenly spaced subset, --max-images {max_images})" if max_images else ""))
     overlap = sorted(set(present) & set(ev.train_subjects))
@@ -107,7 +110,7 @@ def print_setup(ev, A, A_rule, present, n_images, max_images, say=print):
 
 def print_results(results, output, align, modes, present, say=print):
     """Table 1 (MPJPE), the P-MPJPE table, the sweep over A, the alignment statistic and the
-    sanity references (distinct max-score poses, the mean pose's error, timings)."""
+    sanity references (distinct max-score poses, the mean pose's error, the bank floor, timings)."""
     main = [r for r in results if not r["sweep"]]
     say("")
     say(format_table(main, "mpjpe", f"Table 1: MPJPE (mm) on {','.join(present)}: mean (std) over the frames "
@@ -119,7 +122,8 @@ def print_results(results, output, align, modes, present, say=print):
     if swept:
         say("")
         say("StructNet-Avg(A) versus A (Figure 3), MPJPE (mm): "
-            + ", ".join(f"A={r['A']}: {r['mpjpe_all_frames']:.2f} / {r['mpjpe_action_mean']:.2f}" for r in swept)
+            + ", ".join(f"A={r['A']} ({100 * r['A_share']:.2g}% of the bank): {r['mpjpe_all_frames']:.2f} / "
+                        f"{r['mpjpe_action_mean']:.2f}" for r in swept)
             + "  (all frames / mean of actions)")
     say("")
     say("All (frames): mean over every test frame; All (actions): unweighted mean of the per-action means; "
@@ -138,6 +142,9 @@ def print_results(results, output, align, modes, present, say=print):
         say(f"max-score poses: {output.distinct_top1} distinct bank poses over {len(output.rows)} test images")
     say(f"reference: the mean training pose, predicted for every test image, has MPJPE {output.mean_pose_mpjpe:.2f} mm "
         "(all frames)")
+    if output.bank_floor is not None:
+        say(f"bank floor: the nearest bank pose to each test pose (the best any retrieval from the "
+            f"{output.bank_size}-pose bank could do) has MPJPE {float(np.mean(output.bank_floor)):.2f} mm (all frames)")
     say("time (s): " + ", ".join(f"{k} {v:.1f}" for k, v in output.seconds.items() if v > 0))
 
 
@@ -170,16 +177,15 @@ def write_figures(ev, output, modes, results, align, figures_dir, sweep, full, s
     if sweep:
         points = {r["A"]: (r["mpjpe_all_frames"], r["mpjpe_action_mean"]) for r in results if r["sweep"]}
         mx = next(((r["mpjpe_all_frames"], r["mpjpe_action_mean"]) for r in results if r["mode"] == "max"), None)
-        written.append(figures.figure3(os.path.join(figures_dir, "fig3_error_vs_A.png"), points, mx,
-                                       paper_A=output.A, bank_size=ev.bank_size))
+        written.append(figures.figure3(os.path.join(figures_dir, "fig3_error_vs_A.png"), points, ev.bank_size, mx,
+                                       paper_A=output.A))
     if align is not None and "f_I" in align:
-        pos = align["positions"]
-        rows = ev.bank.rows[pos]
+        rows = align["rows"]
         subjects = ev.dataset.metadata(rows)["subject"]
         mask = subjects == subjects[0]
         images = ev.dataset.read_images(rows)
         written.append(figures.figure4(os.path.join(figures_dir, "fig4_embedding.png"), align["f_I"],
-                                       to_host(ev.bank.emb[pos]), images, ev.bank.poses[pos], image_mask=mask))
+                                       align["f_J"], images, align["poses"], image_mask=mask))
     elif full:
         say("note: Figure 4 needs training images (--train-images > 0); skipped")
     if len(output.keep_rows):

@@ -22,13 +22,14 @@ import numpy as np
 from tqdm import tqdm
 
 from data import h36m
-from data.dataset import PoseDataset, root_relative
+from data.dataset import PoseDataset
 from data.imagestats import ImageStats
 from data.loader import BatchLoader
 from nn import backend
 from nn.optim import Adam
 
 from .algorithm1 import Algorithm1Step
+from .bank import pose_space
 from .checkpoint import load_checkpoint, save_checkpoint
 from .config import STAGES, TrainConfig
 from .cost import Objective
@@ -66,6 +67,7 @@ def validate_config(cfg):
         (cfg.optimizer in ("linesearch", "adam"), f"--optimizer must be linesearch or adam, got {cfg.optimizer!r}"),
         (cfg.adam_lr > 0, f"--adam-lr must be > 0, got {cfg.adam_lr}"),
         (cfg.checkpoint_every >= 1, "--checkpoint-every must be >= 1"),
+        (cfg.eval_every >= 0, f"--eval-every must be >= 0 (0 = off), got {cfg.eval_every}"),
     ]
     for ok, message in checks:
         if not ok:
@@ -100,8 +102,8 @@ class Trainer:
         self.subjects = h36m.parse_subjects(cfg.subjects)
         self.idx = self.dataset.select(subjects=self.subjects, actions=list(cfg.actions) or None)
         self.net_cfg = PRESETS[cfg.preset].with_(pose_embedding=cfg.pose_embedding, dropout=cfg.dropout)
-        # the pose space Y of Algorithm 1: all training poses, root-relative, mm
-        self.bank_mm = root_relative(self.dataset.poses(self.idx)).astype(np.float32)
+        # the pose space Y of Algorithm 1: the training subjects' pose bank, root-relative, mm (the evaluator's bank)
+        self.bank_mm = pose_space(self.dataset, self.subjects, list(cfg.actions) or None)[1]
         if self.state is not None:
             self.normalizer = PoseNormalizer.from_dict(self.state["normalizer"])
             self.stats = ImageStats.from_dict(self.state["image_stats"])
@@ -113,6 +115,7 @@ class Trainer:
         with open(self.out / "config.json", "w") as f:
             json.dump({**cfg.to_dict(), "data_resolved": self.data_path, "net": self.net_cfg.to_dict()}, f, indent=1)
         self.batches_run = 0
+        self.curves = None      # --eval-every (structlearn.curves), made at the first curve point
 
     # ------------------------------------------------------------------ checkpoints and logs
     def _load_resume_state(self):
@@ -218,6 +221,8 @@ class Trainer:
                     return False
             if records:
                 self.say(epoch_line(epoch, records))
+            if stage == "structnet":
+                self._curve_point(epoch + 1, params)
             start_batch = 0
         bar.close()
         return True
@@ -227,6 +232,18 @@ class Trainer:
         if self.state and self.state["stage"] == stage:
             return self.state["epoch"], self.state["batch"]
         return None
+
+    # ------------------------------------------------------------------ --eval-every: learning curves
+    def _curve_point(self, epochs_done, params):
+        """--eval-every: the in-memory parameters after epochs_done max-margin epochs evaluated when
+        due (structlearn.curves; one record in curves.jsonl). It only reads params and draws no
+        randomness, so training is the same with and without it."""
+        if not self.cfg.eval_every:
+            return
+        if self.curves is None:
+            from .curves import LearningCurves
+            self.curves = LearningCurves(self, self._resume_point("structnet"))
+        self.curves.point(epochs_done, params)
 
     # ------------------------------------------------------------------ pre-training
     def pretrain(self):
@@ -342,6 +359,8 @@ class Trainer:
             return (f"max-margin epoch {epoch + 1}/{cfg.epochs}: cost {cost / n:.3f}, violated {violated / n:.2f}"
                     f"{after}, working set {len(ws)} poses")
 
+        if start[1] == 0:
+            self._curve_point(start[0], params)   # --eval-every: the start, or a point a stop at an epoch end skipped
         done = self._run_epochs(
             "structnet", cfg.epochs, cfg.batch_size, start, step, params,
             lambda: {"working_set": ws.counts, **({"adam/" + k: v for k, v in adam.state().items()} if adam else {})},

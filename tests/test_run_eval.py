@@ -14,10 +14,11 @@ from data.dataset import PoseDataset, root_relative
 from data.h36m import POSE_DIM
 from data.imagestats import ImageStats
 from data.loader import BatchLoader
-from data.metrics import mpjpe
+from data.metrics import mpjpe, pairwise_mpjpe
 from nn import backend
 from structlearn.checkpoint import load_checkpoint, save_checkpoint
 from structlearn.config import TrainConfig
+from structlearn.evaluate import sweep_values
 from structlearn.encoding import PoseNormalizer
 from structlearn.inference import image_outputs, pose_embeddings
 from structlearn.model import load_model, save_model
@@ -146,6 +147,71 @@ def test_end_to_end_json_schema_and_values(setup, capsys, tmp_path):
     ds.close()
 
 
+@pytest.fixture(scope="module")
+def bank_setup(tmp_path_factory):
+    """A file with a dense pose bank: every image row's pose plus 3 pose-only frames per sequence and camera."""
+    root = tmp_path_factory.mktemp("bank")
+    data = write_tiny_dataset(root / "bank.h5", n_per=6, subjects=("S1", "S9"), actions=("Walking", "Eating"),
+                              bank_extra=3)
+    return root, data, make_run(root / "run", data, pretrain=False)
+
+
+def test_dense_bank_floor_topk_and_auto_sweep(bank_setup, capsys, tmp_path):
+    _, data, run = bank_setup
+    out_json, topk, figs = tmp_path / "r.json", tmp_path / "topk.npz", tmp_path / "figs"
+    code, out, err = call(["--run", run, "--subjects", "S9", "--mode", "max,avg", "--sweep-A", "auto", "--json",
+                           out_json, "--export-topk", "5", topk, "--figures", figs, "--train-images", "10",
+                           "--no-progress"], capsys)
+    assert code == 0, err
+    ds = PoseDataset(data)
+    bidx = ds.bank_select(subjects=["S1"])
+    bank = root_relative(ds.bank_poses(bidx)).astype(np.float32)
+    M = len(bidx)
+    assert M == 36 and M > len(ds.select(subjects=["S1"]))     # the dense bank, not the 24 training images
+    res = json.loads(out_json.read_text())
+    ctx = res[0]["context"]
+    assert (ctx["bank_poses"], ctx["bank_with_images"], ctx["bank_rate_hz"]) == (36, 24, 10.0)
+    assert "pose bank: 36 training poses of S1 (the file's pose bank at 10 Hz, 24 of them with an image)" in out
+
+    # the bank floor, against brute force: printed beside the mean pose, in the context, per action
+    test_rows = ds.select(subjects=["S9"])
+    gt = root_relative(ds.poses(test_rows)).astype(np.float32)
+    floor = pairwise_mpjpe(gt, bank).min(axis=1)
+    lines = out.splitlines()
+    at = next(i for i, line in enumerate(lines) if line.startswith("bank floor:"))
+    assert lines[at - 1].startswith("reference: the mean training pose")
+    assert f"has MPJPE {floor.mean():.2f} mm (all frames)" in lines[at] and "36-pose bank" in lines[at]
+    assert ctx["bank_floor"]["mpjpe_all_frames"] == pytest.approx(floor.mean(), rel=1e-6)
+    actions = ds.metadata(test_rows)["action"]
+    for a in ("Walking", "Eating"):
+        f = floor[actions == a]
+        assert ctx["bank_floor"]["per_action"][a] == {"mean": pytest.approx(f.mean(), rel=1e-6),
+                                                      "std": pytest.approx(f.std(), rel=1e-5), "n": len(f)}
+    by = {r["mode"]: r for r in res if not r["sweep"]}
+    assert ctx["bank_floor"]["mpjpe_all_frames"] <= by["max"]["mpjpe_all_frames"]
+
+    # --sweep-A auto: A at the shares of the bank (36 poses: 1 and 2), and the share in every object
+    swept = [r for r in res if r["sweep"]]
+    assert [r["A"] for r in swept] == list(sweep_values("auto", M)) == [1, 2]
+    assert [r["A_share"] for r in swept] == [1 / 36, 2 / 36] and by["max"]["A_share"] == 1 / 36
+    assert (figs / "fig3_error_vs_A.png").exists()
+
+    # Max and the top-k export over the dense bank, recomputed with a full score matrix
+    net, params, meta = load_model(os.path.join(run, "model.npz"))
+    norm, stats = PoseNormalizer.from_dict(meta["normalizer"]), ImageStats.from_dict(meta["image_stats"])
+    batch = next(BatchLoader(ds, test_rows, 100, train=False, stats=stats, crop=20, downsample=4).epoch(0))
+    f_I, _ = image_outputs(net, params, batch.images)
+    order = np.argsort(-(f_I @ pose_embeddings(net, params, norm.normalize(bank)).T), axis=1)
+    assert by["max"]["mpjpe_all_frames"] == pytest.approx(mpjpe(bank[order[:, 0]], gt).mean(), rel=1e-5)
+    z = np.load(topk)
+    np.testing.assert_array_equal(z["bank_index"], bidx[order[:, :5]])           # entries of the file's bank
+    np.testing.assert_array_equal(z["bank_rows"], ds.bank_image_rows(z["bank_index"].ravel()).reshape(-1, 5))
+    np.testing.assert_allclose(z["poses"], bank[order[:, :5]])
+    shown = z["bank_rows"] >= 0                                                 # -1: a pose-only entry
+    np.testing.assert_allclose(z["poses"][shown], root_relative(ds.poses(z["bank_rows"][shown])), atol=1e-4)
+    ds.close()
+
+
 def test_batch_size_does_not_change_results(setup, capsys, tmp_path):
     _, _, run = setup
     results = []
@@ -259,6 +325,7 @@ def test_action_not_in_file(setup, capsys):
     (["--actions", "Dancing"], "unknown action 'Dancing'"),
     (["--A", "0"], "--A: expected a positive integer"),
     (["--sweep-A", "1,x"], "positive integer"),
+    (["--sweep-A", "automatic"], "positive integer"),
     (["--export-topk", "0", "f.npz"], "K must be a positive integer"),
     (["--apf-stages", "legs"], "stages"),
     (["--device", "tpu"], "invalid choice"),

@@ -1,7 +1,8 @@
 """python -m data.synth: generate (or reuse) the synthetic dataset, or preview it.
 
-    python -m data.synth --out FILE.h5 [--scale S] [--seed N] [--workers W] [--force]
-    python -m data.synth --preview FILE.png [--data FILE.h5]
+    python -m data.synth --out FILE.h5 [--scale S] [--seed N] [--rooms lab|random] [--bank-rate HZ]
+                         [--workers W] [--force]
+    python -m data.synth --preview FILE.png [--data FILE.h5] [--rooms lab|random]
 """
 import argparse
 import logging
@@ -11,7 +12,8 @@ import time
 
 import data.synth
 from data.dataset import DatasetError
-from data.synth.generator import FRAMES_PER_SEQUENCE, default_path, ensure_synthetic
+from data.synth.generator import (BANK_RATE_HZ, FRAMES_PER_SEQUENCE, ROOMS, check_settings, default_path,
+                                  ensure_synthetic)
 from data.synth.preview import preview
 
 
@@ -22,14 +24,21 @@ def main(argv=None):
     g.add_argument("--scale", type=float, default=1.0,
                    help=f"size multiplier: {FRAMES_PER_SEQUENCE} frames per sequence and camera at 1 (default 1)")
     g.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
+    g.add_argument("--rooms", choices=ROOMS, default="lab",
+                   help="lab: one capture room for the whole dataset, as Human3.6M (default); random: a "
+                        "room of its own for every sequence (harder)")
+    g.add_argument("--bank-rate", type=float, default=BANK_RATE_HZ, metavar="HZ",
+                   help=f"poses per second kept in the file's pose bank; must divide 50 (default {BANK_RATE_HZ:g})")
     g.add_argument("--workers", type=int, default=None, help="processes (default: all cores)")
     g.add_argument("--force", action="store_true", help="regenerate even if a matching file exists")
     p = parser.add_argument_group("preview")
     p.add_argument("--preview", metavar="PNG", help="write a grid of samples with their skeletons")
     p.add_argument("--data", metavar="H5", help="sample the preview from this dataset file")
     args = parser.parse_args(argv)
-    if args.scale <= 0:
-        parser.error("--scale must be positive")
+    try:
+        check_settings(args.scale, args.rooms, args.bank_rate)
+    except ValueError as e:
+        parser.error(str(e))
     if args.workers is not None and args.workers < 1:
         parser.error("--workers must be at least 1")
     if args.data and not args.preview:
@@ -39,14 +48,15 @@ def main(argv=None):
         if args.preview:
             if args.out:
                 parser.error("--preview and --out are separate commands")
-            preview(args.preview, data=args.data, seed=args.seed)
+            preview(args.preview, data=args.data, seed=args.seed, rooms=args.rooms)
             print(f"wrote {args.preview}")
             return 0
-        path = args.out or default_path(args.scale, args.seed)
+        path = args.out or default_path(args.scale, args.seed, args.rooms, args.bank_rate)
         if args.force and os.path.exists(path):
             os.remove(path)
         start = time.time()
-        path = ensure_synthetic(path, scale=args.scale, seed=args.seed, workers=args.workers)
+        path = ensure_synthetic(path, scale=args.scale, seed=args.seed, rooms=args.rooms, workers=args.workers,
+                                bank_rate_hz=args.bank_rate)
         print(f"{path}: {os.path.getsize(path) / 2**20:.0f} MiB ({time.time() - start:.0f} s)")
     except DatasetError as e:
         print(f"error: {e}", file=sys.stderr)

@@ -1,8 +1,12 @@
 """Generation of the synthetic dataset and its cache under ./cache/.
 
 Generation is deterministic for a seed whatever the number of worker processes: every
-(subject, action, sub-action) sequence draws from its own generator, seeded by its names.
+(subject, action, sub-action) sequence draws its motion, frames and per-image jitter from its own
+generator, seeded by its names; the capture room comes from its own generator (one for the whole
+dataset in the "lab" setting, one per sequence in the "random" one), so the motions, poses and
+pose bank do not depend on the room setting.
 """
+import functools
 import logging
 import multiprocessing
 import os
@@ -11,116 +15,187 @@ import time
 import numpy as np
 
 from data import h36m
-from data.dataset import IMAGE_SIZE, DatasetError, DatasetWriter, PoseDataset
+from data.dataset import BANK_RATE_HZ, IMAGE_SIZE, DatasetError, DatasetWriter, PoseDataset, bank_step
 from data.synth import motion, render
 from data.synth.subjects import SubjectProfile
 
 log = logging.getLogger(__name__)
 
-GENERATOR_VERSION = 1
+GENERATOR_VERSION = 2
 FRAMES_PER_SEQUENCE = 12        # per camera, at scale 1: 7 x 15 x 2 x 4 x 12 = 10,080 images
-DURATION = (24.0, 36.0)         # seconds of motion simulated per sequence
+DURATION = (24.0, 36.0)         # seconds of motion asked for per sequence (scripts end near it)
 SUBACTIONS = (1, 2)
+# "lab": one room, light and per-camera exposure for the whole dataset, as Human3.6M's one studio;
+# "random": a room and light of its own for every sequence (backgrounds never repeat: harder).
+ROOMS = ("lab", "random")
 
 
-def default_path(scale=1.0, seed=0):
-    """cache/synth_h36m_v<version>_scale<scale>_seed<seed>.h5 (relative to the working directory)."""
-    return os.path.join("cache", f"synth_h36m_v{GENERATOR_VERSION}_scale{scale:g}_seed{seed}.h5")
+def default_path(scale=1.0, seed=0, rooms="lab", bank_rate_hz=BANK_RATE_HZ):
+    """cache/synth_h36m_v<version>_scale<scale>_seed<seed>_<rooms>.h5 (relative to the working
+    directory), with _bank<rate>hz before .h5 for a bank rate other than BANK_RATE_HZ."""
+    rate = "" if float(bank_rate_hz) == BANK_RATE_HZ else f"_bank{bank_rate_hz:g}hz"
+    return os.path.join("cache", f"synth_h36m_v{GENERATOR_VERSION}_scale{scale:g}_seed{seed}_{rooms}{rate}.h5")
 
 
 def frames_per_sequence(scale):
     return max(1, int(round(FRAMES_PER_SEQUENCE * scale)))
 
 
-# ============================================================================ one sequence
-def render_sequence(task):
-    """Render one (subject, action, sub-action) sequence from all four cameras.
+def check_settings(scale=1.0, rooms="lab", bank_rate_hz=BANK_RATE_HZ):
+    """Raise ValueError for a non-positive scale, an unknown rooms setting or a bank rate that
+    does not divide the 50 Hz capture."""
+    if not scale > 0:
+        raise ValueError(f"scale must be positive, got {scale}")
+    if rooms not in ROOMS:
+        raise ValueError(f"rooms must be one of {', '.join(ROOMS)}, got {rooms!r}")
+    bank_step(bank_rate_hz)
 
-    task = (subject, action, subaction, seed, scale). Returns a dict of arrays ready for
-    DatasetWriter.append (rows ordered by camera, then frame) plus 'box' (n,3).
+
+# ============================================================================ the capture room
+def scene(seed, rooms, subject=None, action=None, subaction=None):
+    """(room, lights) a sequence is filmed in: a render.Room and, per camera id, the light dict of
+    render.render without its per-image 'blur' (dir, ambient, diffuse, gains (3,), noise).
+
+    rooms "lab": the dataset's one lab (drawn from the seed alone, so shared by every sequence;
+    the sequence may be left out); "random": the sequence's own room and light.
     """
-    subject, action, subaction, seed, scale = task
-    profile = SubjectProfile(subject, seed)
-    rng = np.random.default_rng([seed, 2, h36m.ALL_SUBJECTS.index(subject), h36m.ACTIONS.index(action),
-                                 subaction])
-    m = motion.generate_motion(action, profile.skeleton, profile.height, rng,
-                               duration=rng.uniform(*DURATION))
-    joints = m["joints"]
-    n = frames_per_sequence(scale)
-    step = len(joints) / n
-    frames = (rng.uniform(0, step) + step * np.arange(n)).astype(np.int64)
+    check_settings(rooms=rooms)
+    if rooms == "lab":
+        return _lab(int(seed))
+    return _draw_scene(np.random.default_rng([seed, 5, h36m.ALL_SUBJECTS.index(subject),
+                                              h36m.ACTIONS.index(action), subaction]))
+
+
+@functools.lru_cache(maxsize=2)
+def _lab(seed):
+    # Baked once per process: every sequence of the dataset shares it.
+    return _draw_scene(np.random.default_rng([seed, 3]))
+
+
+def _draw_scene(rng):
     elevation, azimuth = rng.uniform(35, 75) * np.pi / 180, rng.uniform(0, 2 * np.pi)
     light = dict(dir=np.array([np.cos(elevation) * np.cos(azimuth), np.cos(elevation) * np.sin(azimuth),
                                np.sin(elevation)]),
                  ambient=rng.uniform(0.3, 0.5), diffuse=rng.uniform(0.5, 0.8))
     room = render.Room(rng, light)
+    lights = {cam: dict(light, gains=rng.uniform(0.85, 1.15) * rng.normal(1.0, 0.04, 3),
+                        noise=rng.uniform(1.5, 4.5)) for cam in h36m.CAMERA_IDS}
+    return room, lights
+
+
+# ============================================================================ one sequence
+def sequence_motion(subject, action, subaction, seed):
+    """(SubjectProfile, motion dict of data.synth.motion.generate_motion (joints (F,17,3) world mm
+    at 50 Hz), the sequence's generator, positioned for drawing its frames and per-image jitter)."""
+    profile = SubjectProfile(subject, seed)
+    rng = np.random.default_rng([seed, 2, h36m.ALL_SUBJECTS.index(subject), h36m.ACTIONS.index(action),
+                                 subaction])
+    m = motion.generate_motion(action, profile.skeleton, profile.height, rng, duration=rng.uniform(*DURATION))
+    return profile, m, rng
+
+
+def render_sequence(subject, action, subaction, seed=0, scale=1.0, rooms="lab", bank_rate_hz=BANK_RATE_HZ):
+    """Render one (subject, action, sub-action) sequence from all four cameras, with its pose bank.
+
+    The bank holds the poses at frames 0, s, 2s, ... (s = 50 Hz / bank_rate_hz) from every camera;
+    the frames_per_sequence(scale) image frames are chosen among them, spread evenly over the
+    sequence with a random phase. Returns a dict: images (n,S,S,3) uint8, poses (n,17,3) float32,
+    camera (n,), frame (n,), box (n,3) (rows ordered by camera, then frame), bank = dict(poses
+    (m,17,3) float32, camera (m,), frame (m,)) in the same order, subject, action, subaction.
+    """
+    check_settings(scale, rooms, bank_rate_hz)
+    profile, m, rng = sequence_motion(subject, action, subaction, seed)
+    grid = np.arange(0, len(m["joints"]), bank_step(bank_rate_hz))
+    n = frames_per_sequence(scale)
+    if n > len(grid):
+        raise ValueError(f"{subject} {action} {subaction}: {n} image frames (scale {scale:g}) do not fit on "
+                         f"the {len(grid)} frames of its {bank_rate_hz:g} Hz pose bank; lower the scale or "
+                         f"raise the bank rate")
+    step = len(grid) / n
+    picks = (rng.uniform(0, step) + step * np.arange(n)).astype(np.int64)   # distinct: step >= 1
+    room, lights = scene(seed, rooms, subject, action, subaction)
     out = {key: [] for key in ("images", "poses", "camera", "frame", "box")}
+    bank = {key: [] for key in ("poses", "camera", "frame")}
     for cam in h36m.CAMERA_IDS:
         R, T = h36m.extrinsics(subject, cam)
-        cam_light = dict(light, gains=rng.uniform(0.85, 1.15) * rng.normal(1.0, 0.04, 3),
-                         noise=rng.uniform(1.5, 4.5))
+        poses = h36m.world_to_camera(m["joints"][grid], R, T).astype(np.float32)
+        bank["poses"].append(poses)
+        bank["camera"].append(np.full(len(grid), cam))
+        bank["frame"].append(grid)
         chair = []
         if m["chair"] is not None:
             c = m["chair"]
             back = np.array([np.sin(c["yaw"]), -np.cos(c["yaw"])]) * 60.0   # seat centre behind the hip
             chair = render.chair_primitives(c["pos"] + back, c["yaw"], c["seat_height"], R, T)
-        for f in frames:
-            pose = h36m.world_to_camera(joints[f], R, T)
+        for k in picks:
+            pose = poses[k]      # the bank's own array: image and bank poses are equal to the bit
             crop = h36m.square_box(h36m.project(pose, cam), h36m.BOX_MARGIN)
             # Small box jitter, as a detector's or a mask's box would have.
             crop[:2] += rng.normal(0, 0.015, 2) * crop[2]
             image = render.render(pose, cam, crop, R, T, profile.style, room,
-                                  dict(cam_light, blur=rng.uniform(0.2, 0.9)), rng,
+                                  dict(lights[cam], blur=rng.uniform(0.2, 0.9)), rng,
                                   size=IMAGE_SIZE, extra=chair)
             out["images"].append(image)
             out["poses"].append(pose)
             out["camera"].append(cam)
-            out["frame"].append(f)
+            out["frame"].append(grid[k])
             out["box"].append(crop)
     result = {key: np.array(value) for key, value in out.items()}
+    result["bank"] = {key: np.concatenate(value) for key, value in bank.items()}
     result.update(subject=subject, action=action, subaction=subaction)
     return result
 
 
+def _render_task(task):
+    return render_sequence(*task)
+
+
 # ============================================================================ the whole dataset
-def tasks(seed, scale, subjects=h36m.ALL_SUBJECTS, actions=h36m.ACTIONS):
-    return [(s, a, sub, seed, scale) for s in subjects for a in actions for sub in SUBACTIONS]
+def tasks(seed, scale, subjects=h36m.ALL_SUBJECTS, actions=h36m.ACTIONS, rooms="lab", bank_rate_hz=BANK_RATE_HZ):
+    """Arguments of render_sequence for every sequence, in file order."""
+    return [(s, a, sub, seed, scale, rooms, bank_rate_hz) for s in subjects for a in actions for sub in SUBACTIONS]
 
 
 def generate(path, scale=1.0, seed=0, workers=None, subjects=h36m.ALL_SUBJECTS, actions=h36m.ACTIONS,
-             progress=True):
+             progress=True, rooms="lab", bank_rate_hz=BANK_RATE_HZ):
     """Generate the synthetic dataset into `path` (atomically). Returns the path.
 
     scale multiplies the frames per sequence (FRAMES_PER_SEQUENCE at scale 1); workers: processes
-    (None: all cores; 1: in this process). The result does not depend on `workers`.
+    (None: all cores; 1: in this process). The result does not depend on `workers`. rooms: "lab"
+    or "random" (ROOMS); bank_rate_hz: the rate of the pose bank (bank/ in the file), which must
+    divide 50 Hz; the image frames lie on its grid.
     """
     from tqdm import tqdm
 
-    if scale <= 0:
-        raise ValueError(f"scale must be positive, got {scale}")
-    todo = tasks(seed, scale, subjects, actions)
+    check_settings(scale, rooms, bank_rate_hz)
+    todo = tasks(seed, scale, subjects, actions, rooms, bank_rate_hz)
     n_images = len(todo) * len(h36m.CAMERA_IDS) * frames_per_sequence(scale)
     workers = (os.cpu_count() or 1) if workers is None else max(1, int(workers))
     settings = dict(generator="data.synth", version=GENERATOR_VERSION, scale=float(scale), seed=int(seed),
                     subjects=list(subjects), actions=list(actions), image_size=IMAGE_SIZE,
-                    frames_per_sequence=frames_per_sequence(scale), box_margin=h36m.BOX_MARGIN)
+                    frames_per_sequence=frames_per_sequence(scale), box_margin=h36m.BOX_MARGIN,
+                    rooms=rooms, bank_rate_hz=float(bank_rate_hz))
     start = time.time()
     # No compression: the sensor noise leaves gzip only 25% to save, at a cost of ~1.3 ms per image
     # in the writing process, which competes with the renderers for the same cores.
     with DatasetWriter(path, source="synthetic", cameras=h36m.cameras_json(subjects),
-                       generator=settings, compression=None) as writer:
+                       generator=settings, compression=None, bank_rate_hz=bank_rate_hz) as writer:
         for s in subjects:
             writer.set_tpose(s, SubjectProfile(s, seed).tpose())
         bar = tqdm(total=n_images, unit="img", desc="synthetic H36M", disable=not progress,
                    dynamic_ncols=True)
         with _pool(workers) as pool:
-            results = pool.imap(render_sequence, todo) if pool else map(render_sequence, todo)
+            results = pool.imap(_render_task, todo) if pool else map(_render_task, todo)
             for r in results:
                 writer.append(r["images"], r["poses"], r["subject"], r["action"], r["subaction"],
                               r["camera"], r["frame"], box=r["box"])
+                b = r["bank"]
+                writer.append_bank(b["poses"], r["subject"], r["action"], r["subaction"], b["camera"], b["frame"])
                 bar.update(len(r["images"]))
         bar.close()
-    log.info("wrote %s: %d images in %.1f s", path, n_images, time.time() - start)
+    seconds = time.time() - start
+    log.info("wrote %s: %d images (%.1f per second), %d bank poses in %.1f s", path, n_images,
+             n_images / max(seconds, 1e-9), writer.n_bank, seconds)
     return path
 
 
@@ -157,7 +232,7 @@ class _pool:
         return False
 
 
-def _matches(path, scale, seed):
+def _matches(path, scale, seed, rooms="lab", bank_rate_hz=BANK_RATE_HZ):
     """Why the cached file at `path` cannot be reused, or None if it can."""
     try:
         with PoseDataset(path) as ds:
@@ -165,7 +240,8 @@ def _matches(path, scale, seed):
             if ds.source != "synthetic":
                 return f"its source is {ds.source}"
             for key, want in (("version", GENERATOR_VERSION), ("scale", float(scale)), ("seed", int(seed)),
-                              ("subjects", list(h36m.ALL_SUBJECTS)), ("actions", list(h36m.ACTIONS))):
+                              ("subjects", list(h36m.ALL_SUBJECTS)), ("actions", list(h36m.ACTIONS)),
+                              ("rooms", rooms), ("bank_rate_hz", float(bank_rate_hz))):
                 if g.get(key) != want:
                     return f"its generator {key} is {g.get(key)!r}, not {want!r}"
     except DatasetError as e:
@@ -173,16 +249,19 @@ def _matches(path, scale, seed):
     return None
 
 
-def ensure_synthetic(path=None, scale=1.0, seed=0, workers=None, progress=True):
-    """Path of the synthetic dataset for (scale, seed), generating it only if missing or stale.
+def ensure_synthetic(path=None, scale=1.0, seed=0, rooms="lab", workers=None, progress=True,
+                     bank_rate_hz=BANK_RATE_HZ):
+    """Path of the synthetic dataset for (scale, seed, rooms), generating it only if missing or stale.
 
-    path None: default_path(scale, seed) under ./cache/. A file whose generator attributes do
-    not match the settings is regenerated (with a log message saying why).
+    path None: default_path(scale, seed, rooms, bank_rate_hz) under ./cache/. A file whose
+    generator attributes do not match the settings is regenerated (with a log message saying why).
     """
-    path = default_path(scale, seed) if path is None else str(path)
+    check_settings(scale, rooms, bank_rate_hz)
+    path = default_path(scale, seed, rooms, bank_rate_hz) if path is None else str(path)
     if os.path.exists(path):
-        reason = _matches(path, scale, seed)
+        reason = _matches(path, scale, seed, rooms, bank_rate_hz)
         if reason is None:
             return path
         log.warning("regenerating %s: %s", path, reason)
-    return generate(path, scale=scale, seed=seed, workers=workers, progress=progress)
+    return generate(path, scale=scale, seed=seed, workers=workers, progress=progress, rooms=rooms,
+                    bank_rate_hz=bank_rate_hz)

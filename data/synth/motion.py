@@ -16,7 +16,7 @@ import numpy as np
 from data import h36m
 from data import skeleton as sk
 
-FPS = 50
+FPS = h36m.FPS
 _D = np.pi / 180
 _SIDES = ("L", "R")
 _J = {name: i for i, name in enumerate(h36m.JOINT_NAMES)}

@@ -6,11 +6,11 @@ from data.dataset import IMAGE_SIZE, PoseDataset
 from data.synth.generator import FRAMES_PER_SEQUENCE, render_sequence
 
 
-def preview(png_path, data=None, seed=0, n_rows=5, n_cols=9):
+def preview(png_path, data=None, seed=0, n_rows=5, n_cols=9, rooms="lab"):
     """Write a grid of samples with their projected ground-truth skeletons (left blue, right red).
 
     data: a dataset file to sample from; None renders fresh samples (one per action, varied
-    subjects and cameras) without writing a dataset.
+    subjects and cameras, in the `rooms` setting) without writing a dataset.
     """
     import matplotlib
     matplotlib.use("Agg")
@@ -31,7 +31,7 @@ def preview(png_path, data=None, seed=0, n_rows=5, n_cols=9):
         for k in range(n):
             subject = h36m.ALL_SUBJECTS[k % len(h36m.ALL_SUBJECTS)]
             action = h36m.ACTIONS[k % len(h36m.ACTIONS)]
-            r = render_sequence((subject, action, 1 + k % 2, seed, 1.0 / FRAMES_PER_SEQUENCE))
+            r = render_sequence(subject, action, 1 + k % 2, seed, 1.0 / FRAMES_PER_SEQUENCE, rooms)
             j = rng.integers(len(r["images"]))
             images.append(r["images"][j])
             poses.append(r["poses"][j])

@@ -9,7 +9,8 @@ its screen bounding box, and a z-buffer keeps the nearest surface, so depth orde
 self-occlusion are exact.
 
 Shading: wrapped Lambert + ambient + a darker rim, a room with baked floor and wall textures
-(lit once per sequence), a contact shadow, per-camera white balance, slight blur, sensor noise.
+(lit once when the room is made), a contact shadow, per-camera white balance, slight blur, sensor
+noise. background() draws the room alone, as it appears behind a person.
 """
 import numpy as np
 
@@ -356,8 +357,9 @@ class Room:
             self.walls[w] = tex * (light["ambient"] + 0.6 * light["diffuse"] * facing)
         self.ceiling = 0.5 * (light["ambient"] + light["diffuse"])
 
-    def shade(self, d, origin, shadow_xy, shadow_radius):
-        """Colours (n,3) of the room along world rays d (n,3) from `origin` (3,) mm."""
+    def shade(self, d, origin, shadow=None):
+        """Colours (n,3) of the room along world rays d (n,3) from `origin` (3,) mm; shadow: a
+        person's contact shadow (floor point (2,) mm, radius mm) or None (the empty room)."""
         hx, hy, hz = self.half
         lo, hi = np.array([-hx, -hy, 0.0]), self.half
         with np.errstate(divide="ignore", invalid="ignore"):
@@ -372,8 +374,11 @@ class Room:
         if floor.any():
             fx = np.clip(cells[floor, 0], 0, self.floor.shape[0] - 1)
             fy = np.clip(cells[floor, 1], 0, self.floor.shape[1] - 1)
-            r2 = ((p[floor, 0] - shadow_xy[0]) ** 2 + (p[floor, 1] - shadow_xy[1]) ** 2) / shadow_radius ** 2
-            colour[floor] = self.floor[fx, fy] * (1 - 0.45 * np.exp(-r2))[:, None]
+            colour[floor] = self.floor[fx, fy]
+            if shadow is not None:
+                (sx, sy), radius = shadow
+                r2 = ((p[floor, 0] - sx) ** 2 + (p[floor, 1] - sy) ** 2) / radius ** 2
+                colour[floor] *= (1 - 0.45 * np.exp(-r2))[:, None]
         if wall.any():
             f = face[wall]
             which = 2 * f + (p[wall, f] < 0)          # wall index: x>0, x<0, y>0, y<0
@@ -406,6 +411,12 @@ def _blur3(img, weight):
     return img + weight * (b - img)
 
 
+def contact_shadow(joints, R, T, style):
+    """The soft shadow a person casts on the floor: (floor point (2,) below the root, radius), mm.
+    joints (17,3) camera coordinates; R, T the world->camera extrinsics."""
+    return (R.T @ joints[0] + T)[:2], 420.0 * style.height / 1750
+
+
 def render(joints, camera, crop_box, R, T, style, room, light, rng, size=IMAGE_SIZE, extra=()):
     """Render a person into a square crop. Returns uint8 (size,size,3).
 
@@ -431,8 +442,27 @@ def render(joints, camera, crop_box, R, T, style, room, light, rng, size=IMAGE_S
         albedo = albedo * (1 - style.stripes[0] * stripe)[..., None]
     image = albedo * ((light["ambient"] + light["diffuse"] * lambert) * rim)[..., None]
     if not hit.all():
-        root_world = R.T @ joints[0] + T
-        image[~hit] = room.shade(rays[~hit] @ R, T, root_world[:2], 420.0 * style.height / 1750)
-    image = _blur3((image * (255.0 * light["gains"])).astype(np.float32), np.float32(light["blur"]))
-    image += rng.standard_normal(image.shape, dtype=np.float32) * np.float32(light["noise"])
+        image[~hit] = room.shade(rays[~hit] @ R, T, contact_shadow(joints, R, T, style))
+    return _expose(image, light, rng)
+
+
+def background(camera, crop_box, R, T, room, light, rng=None, size=IMAGE_SIZE, shadow=None):
+    """The room alone in a square crop, as render() would draw it behind a person. uint8 (size,size,3).
+
+    light as in render(); 'blur' and 'noise' (with rng) are applied only when present. shadow:
+    a contact_shadow() or None for the empty room.
+    """
+    rays = crop_rays(camera, crop_box, size)
+    image = room.shade(rays.reshape(-1, 3) @ R, T, shadow).reshape(size, size, 3)
+    return _expose(image, light, rng)
+
+
+def _expose(image, light, rng):
+    """Linear colours (H,W,3) -> uint8 through the camera: white balance and exposure (gains), the
+    lens blur, the sensor noise (when light has them and rng is given)."""
+    image = (image * (255.0 * light["gains"])).astype(np.float32)
+    if "blur" in light:
+        image = _blur3(image, np.float32(light["blur"]))
+    if rng is not None and "noise" in light:
+        image += rng.standard_normal(image.shape, dtype=np.float32) * np.float32(light["noise"])
     return np.clip(image + 0.5, 0, 255).astype(np.uint8)

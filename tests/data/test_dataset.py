@@ -7,7 +7,7 @@ import pytest
 from hypothesis import given, strategies as st
 
 from data import h36m
-from data.dataset import DatasetError, DatasetWriter, PoseDataset, root_relative
+from data.dataset import DatasetError, DatasetWriter, PoseDataset, bank_step, root_relative
 from tests.data.conftest import write_tiny_dataset
 
 
@@ -139,12 +139,19 @@ def _nan_pose(f):
     (_set_attr("cameras", "{not json"), "cameras", "expected a JSON"),
 ])
 def test_malformed_fields_are_named(tiny_path, edit, field, text):
-    _corrupt(tiny_path, edit)
+    _assert_rejected(tiny_path, edit, field, text)
+
+
+def _assert_rejected(path, edit, field, text):
+    """After `edit`, opening `path` fails with one line naming `field` and containing `text`."""
+    with PoseDataset(path):
+        pass                                   # valid before the edit
+    _corrupt(path, edit)
     with pytest.raises(DatasetError) as info:
-        PoseDataset(tiny_path)
+        PoseDataset(path)
     message = str(info.value)
     assert "\n" not in message
-    assert message.startswith(f"{tiny_path}: field '{field}")
+    assert message.startswith(f"{path}: field '{field}'")
     assert text in message
 
 
@@ -221,3 +228,152 @@ def test_root_relative():
     rel = root_relative(poses)
     assert np.all(rel[:, 0] == 0)
     np.testing.assert_allclose(rel[:, 5] - rel[:, 2], poses[:, 5] - poses[:, 2])
+
+
+# ---------------------------------------------------------------- the pose bank
+def test_bank_round_trip(bank_path):
+    with PoseDataset(bank_path) as ds:
+        assert ds.has_bank and ds.bank_rate_hz == 10.0
+        b = ds.bank_select()
+        assert b.dtype == np.int64 and len(b) == 2 * 2 * 2 * (6 + 3)
+        rows = ds.bank_image_rows()
+        linked = rows >= 0
+        assert rows.dtype == np.int64 and linked.sum() == ds.n and (rows[~linked] == -1).all()
+        np.testing.assert_array_equal(np.sort(rows[linked]), np.arange(ds.n))
+        np.testing.assert_array_equal(ds.bank_poses(b[linked]), ds.poses(rows[linked]))
+        meta, image_meta = ds.bank_metadata(b[linked]), ds.metadata(rows[linked])
+        for key in image_meta:
+            np.testing.assert_array_equal(meta[key], image_meta[key])
+        # The pose-only entries are the 3 frames after each sequence's last image.
+        assert set(ds.bank_metadata(b[~linked])["frame"]) == {30, 35, 40}
+        sel = ds.bank_select(subjects="S9", actions="Eating", cameras="55011271")
+        assert len(sel) == 9 and set(ds.bank_metadata(sel)["subject"]) == {"S9"}
+        assert ds.bank_poses(sel).dtype == np.float32 and ds.bank_poses(sel).shape == (9, 17, 3)
+        assert (ds.bank_poses()[:, :, 2].mean(axis=1) > 3000).all()   # absolute, camera coordinates
+        with pytest.raises(DatasetError, match="out of range"):
+            ds.bank_poses([len(b)])
+
+
+def test_without_a_bank_the_image_rows_are_the_bank(tiny_path):
+    with PoseDataset(tiny_path) as ds:
+        assert not ds.has_bank and ds.bank_rate_hz is None
+        for kwargs in ({}, dict(subjects="S9"), dict(actions="Eating", cameras="55011271"),
+                       dict(subjects="train", actions=["Walking"])):
+            np.testing.assert_array_equal(ds.bank_select(**kwargs), ds.select(**kwargs))
+        np.testing.assert_array_equal(ds.bank_poses(), ds.poses())
+        np.testing.assert_array_equal(ds.bank_poses([3, 1]), ds.poses([3, 1]))
+        np.testing.assert_array_equal(ds.bank_image_rows(), np.arange(ds.n))
+        for key, value in ds.metadata().items():
+            np.testing.assert_array_equal(ds.bank_metadata()[key], value)
+
+
+@pytest.mark.parametrize("kwargs, text", [
+    (dict(subjects="S5"), "no subject S5 in the file; it holds S1, S9"),
+    (dict(subjects="S42"), "unknown subject 'S42'"),
+    (dict(actions="Sitting"), "no action 'Sitting' in the file; it holds Eating, Walking"),
+    (dict(cameras="60457274"), "no camera 60457274 in the file; it holds 54138969, 55011271"),
+])
+@pytest.mark.parametrize("fixture", ["tiny_path", "bank_path"])
+def test_bank_select_unknown_names(request, fixture, kwargs, text):
+    with PoseDataset(request.getfixturevalue(fixture)) as ds:
+        with pytest.raises(DatasetError, match=text):
+            ds.bank_select(**kwargs)
+
+
+def _edit_bank(name, change):
+    def edit(f):
+        data = f[f"bank/{name}"][:]
+        data = change(data)
+        del f[f"bank/{name}"]
+        f[f"bank/{name}"] = data
+    return edit
+
+
+def _first_linked(f):
+    return int(np.flatnonzero(f["bank/image_row"][:] >= 0)[0])
+
+
+def _shift_linked_pose(f):
+    p = f["bank/poses"][:]
+    p[_first_linked(f), 0, 0] += 1.0
+    f["bank/poses"][:] = p
+
+
+def _retarget_linked_frame(f):
+    fr = f["bank/frame"][:]
+    fr[_first_linked(f)] += 5
+    f["bank/frame"][:] = fr
+
+
+def _nan(data):
+    data[4, 2, 1] = np.nan
+    return data
+
+
+def _set(index, value):
+    def change(data):
+        data[index] = value
+        return data
+    return change
+
+
+@pytest.mark.parametrize("edit, field, text", [
+    (_edit_bank("poses", lambda d: d[:, :16]), "bank/poses", "expected float (72,17,3)"),
+    (_edit_bank("poses", _nan), "bank/poses", "row 4 is not finite"),
+    (_edit_bank("image_row", lambda d: d.astype(np.float32)), "bank/image_row", "expected integers"),
+    (_edit_bank("image_row", _set(0, 48)), "bank/image_row", "names row 48, outside [-1, 48)"),
+    (_edit_bank("image_row", _set(0, -2)), "bank/image_row", "outside [-1, 48)"),
+    (_edit_bank("image_row", _set(0, -1)), "bank/image_row", "image row 0 has 0 bank entries"),
+    (_edit_bank("image_row", _set(1, 0)), "bank/image_row", "has 2 bank entries"),
+    (_edit_bank("camera", lambda d: d[:-1]), "bank/camera", "expected fixed-length bytes (72,)"),
+    (_edit_bank("action", _set(5, b"Dancing")), "bank/action", "unknown action 'Dancing'"),
+    (_retarget_linked_frame, "bank/frame", "but its image row"),
+    (_shift_linked_pose, "bank/poses", "differs from the pose of its image row"),
+    (_edit_bank("frame", _set(8, 0)), "bank/frame", "the same frame and camera"),
+    (lambda f: f["bank"].attrs.__delitem__("rate_hz"), "bank/rate_hz", "expected a rate that divides 50 Hz"),
+    (lambda f: f["bank"].attrs.__setitem__("rate_hz", 7.0), "bank/rate_hz", "got 7.0"),
+    (lambda f: f.__delitem__("bank/subaction"), "bank/subaction", "missing dataset"),
+])
+def test_malformed_bank_fields_are_named(bank_path, edit, field, text):
+    _assert_rejected(bank_path, edit, field, text)
+
+
+def _bank_writer(path):
+    w = DatasetWriter(path, source="synthetic", bank_rate_hz=25)
+    w.set_tpose("S1", np.zeros((17, 3)))
+    w.append(np.zeros((2, 128, 128, 3), np.uint8), np.ones((2, 17, 3)), "S1", "Eating", 1, "54138969", [0, 4])
+    return w
+
+
+def test_writer_links_the_bank_and_rejects_an_inconsistent_one(tmp_path):
+    w = _bank_writer(tmp_path / "ok.h5")
+    w.append_bank(np.ones((3, 17, 3)), "S1", "Eating", 1, "54138969", [0, 2, 4])
+    w.close()
+    with PoseDataset(tmp_path / "ok.h5") as ds:
+        assert ds.bank_rate_hz == 25.0
+        np.testing.assert_array_equal(ds.bank_image_rows(), [0, -1, 1])
+    # An image row without its entry, a bank pose unlike its image's, a frame twice.
+    for frames, poses, text in (([0, 2], np.ones((2, 17, 3)), r"image row 1 \('S1', 'Eating', 1, '54138969', 4\) "
+                                                              "has no pose-bank entry"),
+                                ([0, 4], np.full((2, 17, 3), 2.0), "differs from the pose of its image row 0"),
+                                ([0, 4, 4], np.ones((3, 17, 3)), "the same frame and camera")):
+        w = _bank_writer(tmp_path / "bad.h5")
+        w.append_bank(poses, "S1", "Eating", 1, "54138969", frames)
+        with pytest.raises(ValueError, match=text):
+            w.close()
+        assert not os.path.exists(tmp_path / "bad.h5") and not os.path.exists(str(tmp_path / "bad.h5") + ".tmp")
+    w = DatasetWriter(tmp_path / "none.h5", source="synthetic")
+    with pytest.raises(ValueError, match="needs a writer made with bank_rate_hz"):
+        w.append_bank(np.ones((1, 17, 3)), "S1", "Eating", 1, "54138969", [0])
+    w.abort()
+
+
+@pytest.mark.parametrize("rate, step", [(50, 1), (25, 2), (10, 5), (2.5, 20), (1, 50)])
+def test_bank_step(rate, step):
+    assert bank_step(rate) == step
+
+
+@pytest.mark.parametrize("rate", [7, 0, -10, 100, float("nan")])
+def test_bank_step_rejects_rates_that_do_not_divide_50_hz(rate):
+    with pytest.raises(ValueError, match="divided by a whole number"):
+        bank_step(rate)

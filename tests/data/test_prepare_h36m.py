@@ -97,7 +97,8 @@ def release(tmp_path_factory):
 def prepared(release, tmp_path_factory):
     root, poses = release
     out = str(tmp_path_factory.mktemp("out") / "h36m.h5")
-    summary = prepare_h36m.prepare(root, out, subjects=["S1", "S11"], frame_step=2, progress=False)
+    # Images at every 2nd frame; the bank at 25 Hz, i.e. every 2nd frame too.
+    summary = prepare_h36m.prepare(root, out, subjects=["S1", "S11"], frame_step=2, progress=False, bank_rate_hz=25)
     return out, summary, poses
 
 
@@ -137,6 +138,58 @@ def test_rows_poses_and_skips(prepared, caplog):
                                    np.median(sk.bone_lengths(s1), axis=0), rtol=0.05)
 
 
+def _bank_of(ds, subject, action, subaction):
+    b = ds.bank_select(subject, action)
+    return b[ds.bank_metadata(b)["subaction"] == subaction]
+
+
+def test_bank_holds_every_pose_at_its_rate(prepared, release, tmp_path):
+    out, summary, poses = prepared
+    root, _ = release
+    with PoseDataset(out) as ds:
+        assert ds.has_bank and ds.bank_rate_hz == 25.0
+        # Every 2nd pose of each converted sequence, in camera coordinates as in the pose files.
+        converted = {("S1", "Walking 1.54138969"): ("Walking", 2), ("S1", "Walking.54138969"): ("Walking", 1),
+                     ("S1", "TakingPhoto.55011271"): ("Photo", 1), ("S11", "WalkingDog 1.58860488"): ("WalkDog", 1)}
+        for (subject, stem), (action, sub) in converted.items():
+            full = poses[(subject, stem)]
+            b = _bank_of(ds, subject, action, sub)
+            assert set(ds.bank_metadata(b)["camera"]) == {stem.rsplit(".", 1)[1]}
+            np.testing.assert_array_equal(ds.bank_metadata(b)["frame"], np.arange(0, len(full), 2))
+            np.testing.assert_allclose(ds.bank_poses(b), full[::2][:, list(h36m.H36M32_TO_17)], rtol=1e-6, atol=1e-3)
+        # Skipped sequences (not an action, the corrupt video, no video, a damaged file) have no entries.
+        assert summary["bank"] == len(ds.bank_select()) == sum(len(range(0, len(poses[k]), 2)) for k in converted)
+        # Images only where frames were extracted: the short video's frame 4 is pose-only.
+        rows = ds.bank_image_rows()
+        walkdog = _bank_of(ds, "S11", "WalkDog", 1)
+        assert list(ds.bank_metadata(walkdog)["frame"]) == [0, 2, 4]
+        assert (rows[walkdog][:2] >= 0).all() and rows[walkdog][2] == -1
+        assert (rows >= 0).sum() == ds.n and (rows == -1).sum() == 1
+        linked = np.flatnonzero(rows >= 0)
+        np.testing.assert_array_equal(ds.bank_poses(linked), ds.poses(rows[linked]))
+    # Images every 4th frame with the 25 Hz bank: every other bank entry has an image.
+    sparse = str(tmp_path / "sparse.h5")
+    prepare_h36m.prepare(root, sparse, subjects="S1", frame_step=4, progress=False, bank_rate_hz=25)
+    with PoseDataset(sparse) as ds:
+        walking = _bank_of(ds, "S1", "Walking", 2)               # 6 poses
+        assert list(ds.bank_metadata(walking)["frame"]) == [0, 2, 4]
+        rows = ds.bank_image_rows(walking)
+        assert rows[1] == -1 and list(ds.metadata(rows[[0, 2]])["frame"]) == [0, 4]
+
+
+def test_frame_step_must_lie_on_the_bank_grid(release, tmp_path):
+    root, _ = release
+    with pytest.raises(ValueError, match="frame step 2 is not a multiple of the pose bank's step 5"):
+        prepare_h36m.prepare(root, str(tmp_path / "x.h5"), subjects="S1", frame_step=2, progress=False)
+    with pytest.raises(SystemExit) as e:
+        prepare_h36m.main(["--root", root, "--out", str(tmp_path / "x.h5"), "--frame-step", "3"])
+    assert e.value.code == 2
+    assert prepare_h36m.main(["--root", root, "--out", str(tmp_path / "y.h5"), "--subjects", "S1",
+                              "--frame-step", "3", "--bank-rate", "0"]) == 0
+    with PoseDataset(tmp_path / "y.h5") as ds:
+        assert not ds.has_bank
+
+
 def test_boxes_and_crops(prepared):
     out, _, _ = prepared
     with PoseDataset(out) as ds:
@@ -164,7 +217,8 @@ def test_boxes_and_crops(prepared):
 def test_known_corrupt_sequence_is_logged(release, tmp_path, caplog):
     root, _ = release
     with caplog.at_level(logging.WARNING, logger="data.prepare_h36m"):
-        prepare_h36m.prepare(root, str(tmp_path / "s11.h5"), subjects="S11", frame_step=3, progress=False)
+        prepare_h36m.prepare(root, str(tmp_path / "s11.h5"), subjects="S11", frame_step=3, progress=False,
+                             bank_rate_hz=None)
     assert any("Directions 1.54138969" in r.getMessage() and "corrupt" in r.getMessage() for r in caplog.records)
     assert any("Eating.60457274" in r.getMessage() for r in caplog.records)
     assert any("Smoking.60457274" in r.getMessage() and "Pose" in r.getMessage() for r in caplog.records)
@@ -175,9 +229,9 @@ def test_rerun_replaces_the_file_atomically(release, tmp_path):
     out = str(tmp_path / "again.h5")
     with open(out, "w") as f:
         f.write("an old, broken file")
-    prepare_h36m.prepare(root, out, subjects="S1", frame_step=3, progress=False)
+    prepare_h36m.prepare(root, out, subjects="S1", frame_step=3, progress=False, bank_rate_hz=None)
     with PoseDataset(out) as ds:
-        assert ds.n > 0 and ds.subjects == ("S1",)
+        assert ds.n > 0 and ds.subjects == ("S1",) and not ds.has_bank
     assert not os.path.exists(out + ".tmp")
 
 

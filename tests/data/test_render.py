@@ -60,3 +60,25 @@ def test_capsule_and_box_intersections_are_exact():
     t, n, _ = render._hit_box(D, b)
     assert t[0, 0] == pytest.approx(3900) and np.isinf(t[0, 1])
     np.testing.assert_allclose(n[0, 0], [0, 0, -1])
+
+
+def test_background_is_the_room_render_draws_behind_a_person():
+    profile = SubjectProfile("S6", 0)
+    m = motion.generate_motion("Waiting", profile.skeleton, profile.height, np.random.default_rng(2), 6)
+    cam = "55011271"
+    R, T = h36m.extrinsics("S6", cam)
+    pose = h36m.world_to_camera(m["joints"][50], R, T)
+    light = dict(dir=np.array([0.3, 0.2, 0.93]), ambient=0.4, diffuse=0.6, gains=np.array([1.0, 0.95, 1.05]))
+    room = render.Room(np.random.default_rng(5), light)
+    box = h36m.square_box(h36m.project(pose, cam), 0.2)
+    person = render.render(pose, cam, box, R, T, profile.style, room, light, None, size=64).astype(int)
+    shadow = render.contact_shadow(pose, R, T, profile.style)
+    empty = render.background(cam, box, R, T, room, light, size=64, shadow=shadow).astype(int)
+    depth, _, _ = render.rasterize(render.body_primitives(pose, profile.style), render.crop_rays(cam, box, 64),
+                                   cam, box)
+    hit = np.isfinite(depth)
+    assert 0.05 < hit.mean() < 0.6
+    np.testing.assert_array_equal(person[~hit], empty[~hit])
+    assert np.abs(person[hit] - empty[hit]).mean() > 5
+    # The contact shadow darkens the floor around the feet.
+    assert empty.sum() < render.background(cam, box, R, T, room, light, size=64).astype(int).sum()

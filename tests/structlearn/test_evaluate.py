@@ -1,4 +1,7 @@
-"""Evaluation library: aggregation, streaming top-k, bank cache, normaliser check, result objects, EvalConfig."""
+"""Evaluation library: aggregation, streaming top-k, bank cache, the bank floor, normaliser check, result
+objects, EvalConfig, the sweep over shares of the bank; the pose space shared with the trainer and the
+learning curves of --eval-every."""
+import json
 import os
 
 import numpy as np
@@ -6,16 +9,24 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from data.imagestats import ImageStats
+from data.dataset import PoseDataset
 from data.h36m import N_JOINTS
+from data.imagestats import ImageStats
+from data.metrics import pairwise_mpjpe
+from structlearn import bank as bank_module
 from structlearn import evaluate as E
 from structlearn import report
-from structlearn.bank import bank_cache_path, check_normalizer, load_or_build_bank
+from structlearn.bank import bank_cache_path, check_normalizer, load_or_build_bank, nearest_pose, pose_space
+from structlearn.config import TrainConfig
+from structlearn.curves import CURVES_FIGURE, CURVES_FILE, read_records
 from structlearn.encoding import PoseNormalizer
 from structlearn.inference import average_prefixes, top_k_scores
+from structlearn.model import load_model
 from structlearn.network import StructNet
 from structlearn.protocol import EvalConfig
+from structlearn.train import Trainer
 from structlearn.trained_run import EvalError, LoadedModel, resolve_run
+from tests.data.conftest import write_tiny_dataset
 
 from .tiny import TINY
 
@@ -137,39 +148,103 @@ def test_bank_cache_reused_and_invalidated(tmp_path):
     model, poses = _tiny_model(tmp_path, rng)
     rows = np.arange(len(poses))
     cache = tmp_path / "model.bank.npz"
-    b1 = load_or_build_bank(model, poses, rows)
+    b1 = load_or_build_bank(model, poses, rows, rows)
     assert b1.source == "computed" and cache.exists()
     assert bank_cache_path(model.path) == str(cache)
-    b2 = load_or_build_bank(model, poses, rows)
+    b2 = load_or_build_bank(model, poses, rows, rows)
     assert b2.source == "cache"
     np.testing.assert_array_equal(b1.emb, b2.emb)
 
     # a parameter outside the pose branch does not change the embeddings: cache still valid
     model.params["h4.W"] = model.params["h4.W"] + 1
-    assert load_or_build_bank(model, poses, rows).source == "cache"
+    assert load_or_build_bank(model, poses, rows, rows).source == "cache"
 
     # a pose-branch parameter does: recomputed, and the new values are right
     model.params["h6.b"] = model.params["h6.b"] + 1
-    b3 = load_or_build_bank(model, poses, rows)
+    b3 = load_or_build_bank(model, poses, rows, rows)
     assert b3.source == "computed" and b3.fingerprint != b1.fingerprint
     assert not np.allclose(b3.emb, b1.emb)
-    assert load_or_build_bank(model, poses, rows).source == "cache"
+    assert load_or_build_bank(model, poses, rows, rows).source == "cache"
 
     # other bank poses (another data file) and another normaliser invalidate it too
-    assert load_or_build_bank(model, poses[:-1], rows[:-1]).source == "computed"
+    assert load_or_build_bank(model, poses[:-1], rows[:-1], rows[:-1]).source == "computed"
     model.normalizer = PoseNormalizer(model.normalizer.offset, model.normalizer.scale * 2)
-    assert load_or_build_bank(model, poses[:-1], rows[:-1]).source == "computed"
+    assert load_or_build_bank(model, poses[:-1], rows[:-1], rows[:-1]).source == "computed"
 
     # a corrupt cache is replaced, not trusted
     cache.write_bytes(b"not an npz")
-    assert load_or_build_bank(model, poses, rows).source == "computed"
-    assert load_or_build_bank(model, poses, rows).source == "cache"
+    assert load_or_build_bank(model, poses, rows, rows).source == "computed"
+    assert load_or_build_bank(model, poses, rows, rows).source == "cache"
 
 
 def test_bank_no_cache_writes_nothing(tmp_path):
     model, poses = _tiny_model(tmp_path, np.random.default_rng(1))
-    b = load_or_build_bank(model, poses, np.arange(len(poses)), cache=False)
+    b = load_or_build_bank(model, poses, np.arange(len(poses)), np.arange(len(poses)), cache=False)
     assert b.source == "computed" and not os.path.exists(bank_cache_path(model.path))
+
+
+# ----------------------------------------------------------------------------- the bank floor
+def _clustered_poses(rng, n, centres=4, spread=40.0):
+    """n poses (n, 17, 3) float32 around a few random poses: a bank with structure, as motions give.
+    spread "line": poses on one line in pose space, where MPJPE is a 1-D metric and the triangle
+    inequality behind the pruning holds with equality (any bound that is too tight loses winners)."""
+    if spread == "line":
+        rng = np.random.default_rng(0)    # the same line for the bank and the test poses
+        base, direction = rng.normal(0, 300, (N_JOINTS, 3)), rng.normal(0, 1, (N_JOINTS, 3))
+        return (base + np.round(np.random.default_rng(n).uniform(-500, 500, n))[:, None, None] * direction
+                ).astype(np.float32)
+    c = rng.normal(0, 300, (centres, N_JOINTS, 3))
+    return (c[rng.integers(0, centres, n)] + rng.normal(0, spread, (n, N_JOINTS, 3))).astype(np.float32)
+
+
+@given(M=st.integers(1, 300), N=st.integers(1, 30), k=st.integers(1, 40), iters=st.integers(0, 2),
+       spread=st.sampled_from([5.0, 40.0, 300.0, "line"]), seed=st.integers(0, 2 ** 16))
+def test_nearest_pose_equals_brute_force(M, N, k, iters, spread, seed):
+    # spread 300 mm: no structure, so the nearest pose is often outside the first clusters searched
+    rng = np.random.default_rng(seed)
+    bank = _clustered_poses(rng, M, spread=spread)
+    bank[::5] = bank[0]                                   # exact duplicates: ties
+    q = _clustered_poses(rng, N, spread=spread)
+    q[::3] = bank[rng.integers(0, M, len(q[::3]))]        # test poses in the bank: floor 0
+    floor, idx = nearest_pose(bank, q, n_clusters=k, iters=iters)
+    full = pairwise_mpjpe(q, bank)
+    np.testing.assert_array_equal(floor, full.min(axis=1))      # exact, value for value
+    np.testing.assert_array_equal(full[np.arange(N), idx], floor)
+    assert floor.dtype == np.float32 and np.all(floor[::3] == 0)
+
+
+def test_nearest_pose_prunes(monkeypatch):
+    # the point of the bounds: far fewer pairs than brute force on a bank with structure
+    rng = np.random.default_rng(5)
+    bank, q = _clustered_poses(rng, 4000, centres=20), _clustered_poses(rng, 200, centres=20)
+    pairs = []
+
+    def counting(a, b, chunk=512):
+        pairs.append(len(a) * len(b))
+        return pairwise_mpjpe(a, b, chunk)
+    monkeypatch.setattr(bank_module, "pairwise_mpjpe", counting)
+    floor, _ = nearest_pose(bank, q)
+    np.testing.assert_array_equal(floor, pairwise_mpjpe(q, bank).min(axis=1))
+    assert sum(pairs) < 0.5 * len(q) * len(bank), sum(pairs) / (len(q) * len(bank))
+
+
+def test_nearest_pose_rejects_an_empty_bank():
+    with pytest.raises(ValueError, match="empty bank"):
+        nearest_pose(np.zeros((0, N_JOINTS, 3)), np.zeros((2, N_JOINTS, 3)))
+
+
+# ----------------------------------------------------------------------------- Figure 3 over shares of the bank
+def test_default_sweep_is_shares_of_the_bank():
+    assert E.SWEEP_SHARES == (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.02, 0.05)
+    assert E.sweep_values("auto", 180_000) == (90, 180, 450, 900, 1800, 3600, 9000)
+    assert E.sweep_values("auto", 7200) == (4, 7, 18, 36, 72, 144, 360)   # 0.5% = default_A
+    assert E.default_A(7200) in E.sweep_values("auto", 7200)
+    assert E.sweep_values("auto", 30) == (1, 2)                            # rounded, at least 1, unique
+    assert E.sweep_values([500, 1, 20, 500, 10 ** 6], 1000) == (1, 20, 500, 1000)
+    with pytest.raises(ValueError, match="auto"):
+        E.sweep_values("all", 10)
+    cfg = EvalConfig(sweep="auto")
+    assert cfg.sweep == "auto" and cfg.to_dict()["sweep"] == "auto"
 
 
 # ----------------------------------------------------------------------------- data checks
@@ -251,3 +326,96 @@ def test_eval_config_defaults_and_dict():
     assert EvalConfig().modes == E.MODES and EvalConfig().A is None
     with pytest.raises(ValueError, match="export_path"):
         EvalConfig(export_k=3)
+
+
+# ----------------------------------------------------------------------------- training: pose space, --eval-every
+def _train_cfg(path, out, **kw):
+    base = dict(data=path, out=str(out), preset="tiny", subjects=("S1", "S5"), progress=False, stage="structnet",
+                pretrained="none", epochs=3, batch_size=16, candidates=20, frequent=3, checkpoint_every=2, dropout=0.5)
+    base.update(kw)
+    return TrainConfig(**base)
+
+
+def _train(cfg):
+    trainer = Trainer(cfg, log=lambda *a: None)
+    trainer.run()
+    return trainer
+
+
+def _without_seconds(records):
+    return [{k: v for k, v in r.items() if k != "seconds" and not k.startswith("seconds_")} for r in records]
+
+
+@pytest.fixture(scope="module")
+def curve_runs(tmp_path_factory):
+    """A file with a dense pose bank (pose-only entries between the image rows), and Algorithm 1 run
+    three ways: without --eval-every, with --eval-every 2, and with it in three pieces (stopped inside
+    epoch 1, then exactly at the end of epoch 2, a due curve point, then resumed to the end)."""
+    d = tmp_path_factory.mktemp("curves")
+    path = write_tiny_dataset(d / "bank.h5", n_per=8, subjects=("S1", "S5", "S9"), actions=("Walking", "Eating"),
+                              bank_extra=4)
+    off = _train(_train_cfg(path, d / "off"))
+    on = _train(_train_cfg(path, d / "on", eval_every=2))
+    _train(_train_cfg(path, d / "pieces", eval_every=2, stop_after=5))             # stops at epoch 1, batch 1
+    _train(_train_cfg(path, d / "pieces", eval_every=2, stop_after=3, resume=True))  # at the end of epoch 1
+    assert read_records(d / "pieces" / CURVES_FILE)[-1]["epoch"] == 0             # epoch 2's point not yet made
+    _train(_train_cfg(path, d / "pieces", eval_every=2, resume=True))
+    return d, path, off, on
+
+
+def _log(run_dir):
+    return _without_seconds(json.loads(line) for line in open(run_dir / "log.jsonl"))
+
+
+def test_eval_every_leaves_training_unchanged(curve_runs):
+    d, _, _, _ = curve_runs
+    a = load_model(str(d / "off" / "model.npz"))[1]
+    for other in ("on", "pieces"):
+        b = load_model(str(d / other / "model.npz"))[1]
+        for k in a:
+            np.testing.assert_array_equal(a[k], b[k], err_msg=f"{other}: {k}")
+        assert _log(d / other) == _log(d / "off")
+    assert not (d / "off" / CURVES_FILE).exists()
+
+
+def test_eval_every_writes_the_curve_records(curve_runs):
+    d, path, _, _ = curve_runs
+    records = read_records(d / "on" / CURVES_FILE)
+    assert [r["epoch"] for r in records] == [0, 2, 3]          # the start, every 2nd epoch, the end
+    assert _without_seconds(read_records(d / "pieces" / CURVES_FILE)) == _without_seconds(records)  # resume exact
+    assert (d / "on" / CURVES_FIGURE).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    ds = PoseDataset(path)
+    bank_size = len(ds.bank_select(subjects=["S1", "S5"]))
+    for r in records:
+        assert r["bank_poses"] == bank_size and 0 <= r["train"]["share_30mm"] <= 1
+        assert r["train"]["images"] == len(ds.select(subjects=["S1", "S5"]))
+        te = r["test"]
+        assert te["subjects"] == ["S9"] and te["images"] == len(ds.select(subjects=["S9"])) and te["A"] == 1
+        assert 0 < te["bank_floor"] <= te["max"] and te["avg"] > 0 and te["pred"] > 0
+    assert records[0]["test"]["max"] != records[-1]["test"]["max"]   # the bank embeddings follow the parameters
+
+    # the last record is what the evaluator gives for the saved model: the same code paths and parameters
+    ev = E.Evaluator(d / "on", cache=False, log=lambda *a: None)
+    rows = ds.select(subjects=["S9"])
+    out = ev.run(rows, ("max", "avg", "pred"), 1, progress=False)
+    last = records[-1]
+    for m in ("max", "avg", "pred"):
+        assert last["test"][m] == pytest.approx(out.mpjpe[m].mean(), rel=1e-6)
+    assert last["test"]["bank_floor"] == pytest.approx(out.bank_floor.mean(), rel=1e-6)
+    align = ev.alignment(progress=False)
+    assert last["train"]["share_30mm"] == align["share_30mm"]
+    assert last["train"]["median_mm"] == pytest.approx(align["median_mm"], rel=1e-6)
+
+
+def test_trainer_and_evaluator_share_the_pose_space(curve_runs):
+    d, path, off, _ = curve_runs
+    ds = PoseDataset(path)
+    bidx, poses = pose_space(ds, ("S1", "S5"))
+    assert len(bidx) > len(ds.select(subjects=["S1", "S5"]))       # the dense bank, not the image rows
+    assert (ds.bank_image_rows(bidx) == -1).any()
+    np.testing.assert_array_equal(off.bank_mm, poses)              # Algorithm 1's pose space Y
+    assert off.normalizer.to_dict() == PoseNormalizer.fit(poses).to_dict()
+    ev = E.Evaluator(d / "off", cache=False, log=lambda *a: None)
+    np.testing.assert_array_equal(ev.bank.poses, poses)            # the evaluation's bank
+    np.testing.assert_array_equal(ev.bank.index, bidx)
+    np.testing.assert_array_equal(ev.bank.rows, ds.bank_image_rows(bidx))

@@ -17,8 +17,10 @@ SUBJECTS, ACTIONS = ("S1", "S5", "S9"), ("Walking", "Sitting", "Greeting")
 @pytest.fixture(scope="module")
 def tiny_data(tmp_path_factory):
     d = tmp_path_factory.mktemp("train")
+    # random rooms: on 96 tiny training images the lab file's fixed background leaves the tiny network
+    # at the mean pose within this test's budget (250 against 248 mm), the random rooms do not
     path = synth.generate(str(d / "tiny.h5"), scale=4 / synth.FRAMES_PER_SEQUENCE, seed=1, workers=1,
-                          subjects=SUBJECTS, actions=ACTIONS, progress=False)
+                          subjects=SUBJECTS, actions=ACTIONS, rooms="random", progress=False)
     return d, path
 
 
