@@ -27,6 +27,9 @@ def build_parser():
     g = p.add_argument_group("data and run")
     g.add_argument("--data", default=D.data, help="HDF5 dataset (default: the embedded synthetic dataset)")
     g.add_argument("--synth-scale", type=float, default=D.synth_scale, help="size of the synthetic dataset if generated")
+    g.add_argument("--synth-rooms", default=D.synth_rooms, choices=("lab", "random"), help="rooms of the synthetic "
+                   "dataset if generated: one fixed capture lab as in Human3.6M, or a random room per sequence "
+                   "(the harder variant) (default: %(default)s)")
     g.add_argument("--subjects", type=csv, default=D.subjects, help="training subjects, comma-separated (default: %(default)s)")
     g.add_argument("--actions", type=csv, default=D.actions, help="training actions, comma-separated (default: all)")
     g.add_argument("--out", default="", help="run directory (default: a new runs/<time stamp>; with --resume: runs/latest)")

@@ -17,6 +17,7 @@ class TrainConfig:
     # data and run
     data: str = ""                     # HDF5 file; "" = the embedded synthetic dataset (generated on first use)
     synth_scale: float = 1.0           # size of the synthetic dataset when generated
+    synth_rooms: str = "lab"           # the synthetic dataset's rooms: one capture lab, or "random" per sequence
     subjects: tuple = TRAIN_SUBJECTS   # training subjects
     actions: tuple = ()                # () = all actions
     out: str = "runs/latest"

@@ -96,7 +96,7 @@ class Trainer:
         data_path = cfg.data
         if not data_path:
             from data.synth import ensure_synthetic
-            data_path = ensure_synthetic(scale=cfg.synth_scale, progress=cfg.progress)
+            data_path = ensure_synthetic(scale=cfg.synth_scale, rooms=cfg.synth_rooms, progress=cfg.progress)
         self.data_path = str(data_path)
         self.dataset = PoseDataset(self.data_path)
         self.subjects = h36m.parse_subjects(cfg.subjects)
