@@ -10,6 +10,6 @@ if [ ! -x .venv/bin/python ]; then
   python3 -m venv .venv
 fi
 .venv/bin/python -m pip install -q --upgrade pip
-.venv/bin/python -m pip install -q -e ".[test]"
+.venv/bin/python -m pip install -q -c constraints.txt -e ".[test]"
 .venv/bin/python run_train.py "$@"
 .venv/bin/python run_eval.py --json runs/latest/results.json --figures runs/latest/figures

@@ -17,7 +17,7 @@ import argparse
 import sys
 
 from apf import APFConfig
-from data import h36m
+from data import flags, h36m
 from data.dataset import DatasetError
 from nn.backend import GPUUnavailable, keep_freed_memory
 from structlearn.checkpoint import CheckpointError
@@ -29,32 +29,9 @@ D = EvalConfig()
 DEFAULT_MODES = ",".join(D.modes)
 
 
-def _int_at_least(lowest, what):
-    def parse(text):
-        try:
-            v = int(text)
-        except ValueError:
-            v = None
-        if v is None or v < lowest:
-            raise argparse.ArgumentTypeError(f"expected a {what} integer, got {text!r}")
-        return v
-    return parse
-
-
-positive_int = _int_at_least(1, "positive")
-non_negative_int = _int_at_least(0, "non-negative")
-
-
-def int_list(text):
-    items = [s.strip() for s in text.split(",") if s.strip()]
-    if not items:
-        raise argparse.ArgumentTypeError("expected comma-separated positive integers")
-    return tuple(positive_int(s) for s in items)
-
-
 def sweep_arg(text):
     """--sweep-A: 'auto' (the shares structlearn.evaluate.SWEEP_SHARES of the bank) or a list of A."""
-    return "auto" if text.strip().lower() == "auto" else int_list(text)
+    return "auto" if text.strip().lower() == "auto" else flags.int_list(text)
 
 
 def build_parser():
@@ -69,12 +46,12 @@ def build_parser():
     g.add_argument("--subjects", default=",".join(D.subjects),
                    help="test subjects, comma-separated, or test/train/all (default: %(default)s)")
     g.add_argument("--actions", default="", help="test actions, comma-separated (default: all in the file)")
-    g.add_argument("--max-images", type=non_negative_int, default=D.max_images,
+    g.add_argument("--max-images", type=flags.non_negative_int, default=D.max_images,
                    help="evaluate an evenly spaced subset of at most N test images (default: 0 = all)")
     g.add_argument("--device", default=D.device, choices=("cpu", "gpu"), help="(default: %(default)s)")
-    g.add_argument("--batch-size", type=positive_int, default=D.batch_size,
+    g.add_argument("--batch-size", type=flags.positive_int, default=D.batch_size,
                    help="test images per batch (default: %(default)s)")
-    g.add_argument("--bank-chunk", type=positive_int, default=D.bank_chunk,
+    g.add_argument("--bank-chunk", type=flags.positive_int, default=D.bank_chunk,
                    help="bank poses scored per GEMM; memory is batch x chunk scores (default: %(default)s)")
     g.add_argument("--no-cache", action="store_true",
                    help="neither read nor write the pose-bank embedding cache (<model>.bank.npz)")
@@ -90,16 +67,16 @@ def build_parser():
                         "the bank); auto = A at " + ", ".join(f"{100 * s:g}%%" for s in SWEEP_SHARES) + " of the bank")
     g.add_argument("--export-topk", nargs=2, metavar=("K", "FILE"), default=None,
                    help="write the K best-scoring bank poses and their scores per test image to FILE (.npz)")
-    g.add_argument("--train-images", type=non_negative_int, default=D.train_images,
+    g.add_argument("--train-images", type=flags.non_negative_int, default=D.train_images,
                    help="training images (evenly spaced) for the alignment statistic and Figure 4; 0 = skip "
                         "(default: %(default)s)")
     g = p.add_argument_group("APF (StructNet-Avg(A)-APF; docs/apf.md)")
-    g.add_argument("--apf-particles", type=positive_int, default=apf.n_particles, help="(default: %(default)s)")
-    g.add_argument("--apf-layers", type=positive_int, default=apf.n_layers, help="annealing layers per stage "
+    g.add_argument("--apf-particles", type=flags.positive_int, default=apf.n_particles, help="(default: %(default)s)")
+    g.add_argument("--apf-layers", type=flags.positive_int, default=apf.n_layers, help="annealing layers per stage "
                    "(default: %(default)s)")
     g.add_argument("--apf-stages", default=",".join(apf.stages),
                    help="comma-separated stages among torso, limbs, all (default: %(default)s)")
-    g.add_argument("--apf-seed", type=int, default=apf.seed, help="(default: %(default)s)")
+    g.add_argument("--apf-seed", type=flags.non_negative_int, default=apf.seed, help="(default: %(default)s)")
     g = p.add_argument_group("output")
     g.add_argument("--json", default="", metavar="FILE", help="write the results as JSON (docs/eval.md)")
     g.add_argument("--figures", default="", metavar="DIR",
@@ -129,15 +106,17 @@ def parse_config(argv=None):
     A = None
     if args.A != "auto":
         try:
-            A = positive_int(args.A)
+            A = flags.positive_int(args.A)
         except argparse.ArgumentTypeError:
             parser.error(f"--A: expected a positive integer or auto, got {args.A!r}")
     export_k, export_path = 0, ""
     if args.export_topk:
         try:
-            export_k, export_path = positive_int(args.export_topk[0]), args.export_topk[1]
+            export_k, export_path = flags.positive_int(args.export_topk[0]), args.export_topk[1]
         except argparse.ArgumentTypeError:
             parser.error(f"--export-topk: K must be a positive integer, got {args.export_topk[0]!r}")
+        if not export_path.strip():
+            parser.error("--export-topk: FILE must not be empty")
     try:
         apf = APFConfig(n_particles=args.apf_particles, n_layers=args.apf_layers,
                         stages=tuple(s.strip() for s in args.apf_stages.split(",") if s.strip()), seed=args.apf_seed)
@@ -159,8 +138,9 @@ def main(argv=None):
     except (EvalError, DatasetError, CheckpointError, GPUUnavailable) as err:
         print(f"run_eval.py: error: {err}", file=sys.stderr)
         return 1
-    except OSError as err:
-        print(f"run_eval.py: error: {err.filename or ''}: {err.strerror or err}", file=sys.stderr)
+    except OSError as err:   # the project's writers name the file (data.files.named_error)
+        where = f"{err.filename}: " if err.filename else ""
+        print(f"run_eval.py: error: {where}{err.strerror or err}", file=sys.stderr)
         return 1
     except KeyboardInterrupt:
         print("\nrun_eval.py: interrupted", file=sys.stderr)

@@ -52,6 +52,8 @@ def build_parser():
     g.add_argument("--pose-embedding", default=D.pose_embedding, choices=("raw", "random1", "1layer", "2layer"),
                    help="Table 3's variants (default: %(default)s)")
     g.add_argument("--dropout", type=float, default=D.dropout, help="dropout rate on the inputs of h1, h2 (default: %(default)s)")
+    g.add_argument("--width", type=int, default=D.width, help="units of the fully connected layers h1-h6 "
+                   "(default: the preset's)")
     g = p.add_argument_group("pre-training (reference [18])")
     g.add_argument("--pretrain-epochs", type=int, default=D.pretrain_epochs, help="(default: %(default)s)")
     g.add_argument("--pretrain-batch-size", type=int, default=D.pretrain_batch_size, help="(default: %(default)s)")
@@ -112,8 +114,9 @@ def main(argv=None):
     except (TrainingError, DatasetError, CheckpointError, GPUUnavailable) as err:
         print(f"run_train.py: error: {err}", file=sys.stderr)
         return 1
-    except OSError as err:
-        print(f"run_train.py: error: {err.filename or ''}: {err.strerror or err}", file=sys.stderr)
+    except OSError as err:   # the project's writers name the file (data.files.named_error)
+        where = f"{err.filename}: " if err.filename else ""
+        print(f"run_train.py: error: {where}{err.strerror or err}", file=sys.stderr)
         return 1
     except KeyboardInterrupt:
         print("\nrun_train.py: interrupted; continue with --resume (the last checkpoint is intact)", file=sys.stderr)

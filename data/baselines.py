@@ -20,7 +20,7 @@ import sys
 
 import numpy as np
 
-from data import h36m
+from data import flags, h36m
 from data.dataset import IMAGE_SIZE, DatasetError, PoseDataset, root_relative
 from data.loader import downsample_images
 from data.metrics import mpjpe
@@ -100,15 +100,27 @@ def report(errors, meta):
     return "\n".join(lines)
 
 
-def main(argv=None):
+def build_parser():
     parser = argparse.ArgumentParser(prog="python -m data.baselines", description=__doc__.split("\n")[0])
     parser.add_argument("--data", required=True, help="dataset file (.h5)")
     parser.add_argument("--train", default="train", help="training subjects (default S1,S5,S6,S7,S8)")
     parser.add_argument("--test", default="test", help="test subjects (default S9,S11)")
-    parser.add_argument("--size", type=int, default=16, help="side of the nearest-neighbour pixel space (default 16)")
+    parser.add_argument("--size", type=flags.positive_int, default=16,
+                        help="side of the nearest-neighbour pixel space (default 16)")
+    return parser
+
+
+def parse_args(argv=None):
+    """The checked arguments; a bad one exits with argparse's usage error (status 2)."""
+    parser = build_parser()
     args = parser.parse_args(argv)
-    if args.size < 1 or IMAGE_SIZE % args.size:
+    if IMAGE_SIZE % args.size:
         parser.error(f"--size must divide {IMAGE_SIZE}")
+    return args
+
+
+def main(argv=None):
+    args = parse_args(argv)
     try:
         errors, meta = run(args.data, args.train, args.test, args.size)
     except DatasetError as e:

@@ -23,6 +23,8 @@ File layout (FORMAT_VERSION 1; docs/data.md has the full schema):
 
 The network's inputs are served by data.loader (root-relative poses, normalised NCHW images).
 """
+import contextlib
+import hashlib
 import json
 import os
 import re
@@ -31,6 +33,7 @@ import h5py
 import numpy as np
 
 from data import h36m
+from data.files import os_reason
 from data.h36m import N_JOINTS
 
 FORMAT_VERSION = 1
@@ -59,9 +62,14 @@ def _decode(values):
 
 
 def _show(value):
-    """A stored value as text for a message: bytes decoded, NumPy scalars as Python ones."""
-    value = value.decode() if isinstance(value, bytes) else value
-    return repr(value.item() if isinstance(value, np.generic) else value)
+    """A stored value as one line of text for a message: bytes decoded, NumPy scalars as Python
+    ones, arrays by dtype and shape."""
+    if isinstance(value, np.ndarray) and value.ndim:
+        return f"a {value.dtype} array of shape {value.shape}"
+    value = value.item() if isinstance(value, (np.generic, np.ndarray)) else value
+    if isinstance(value, bytes):
+        value = value.decode(errors="replace")
+    return repr(value)
 
 
 def bank_step(rate_hz):
@@ -109,11 +117,13 @@ def _bank_problem(n, image_meta, image_poses, bank_meta, bank_poses, image_row):
         if len(differ):
             e = entry[differ[0]]
             return f"bank/{name}", (f"entry {e} is {_show(bank_meta[name][e])} but its image row "
-                                    f"{image_row[e]} is {_show(image_meta[name][image_row[e]])}")
+                                    f"{image_row[e]} is {_show(image_meta[name][image_row[e]])} (linked by "
+                                    "bank/image_row)")
     differ = np.flatnonzero((bank_poses[entry] != image_poses[rows]).any(axis=(1, 2)))
     if len(differ):
         e = entry[differ[0]]
-        return "bank/poses", f"entry {e} differs from the pose of its image row {image_row[e]}"
+        return "bank/poses", (f"entry {e} differs from the pose of its image row {image_row[e]} (linked by "
+                              "bank/image_row)")
     (key,) = _keys(bank_meta)
     order = np.argsort(key, kind="stable")
     same = np.flatnonzero(key[order][1:] == key[order][:-1])
@@ -154,8 +164,27 @@ class DatasetWriter:
         self._tposes = {}
         self._moments = {}
         directory = os.path.dirname(os.path.abspath(self.path))
-        os.makedirs(directory, exist_ok=True)
-        self._file = h5py.File(self.tmp_path, "w")
+        with self._writing():
+            os.makedirs(directory, exist_ok=True)
+            self._file = h5py.File(self.tmp_path, "w")
+        try:
+            with self._writing():
+                self._start(source, cameras, generator, compression, compression_opts)
+        except BaseException:
+            self.abort()
+            raise
+
+    @contextlib.contextmanager
+    def _writing(self):
+        """A file-system error (a full disk, a parent that is a file) as a DatasetError naming the
+        file being written."""
+        try:
+            yield
+        except OSError as err:
+            raise DatasetError(f"{self.path}: cannot write the dataset file "
+                               f"({os_reason(err, self.path, self.tmp_path)})") from None
+
+    def _start(self, source, cameras, generator, compression, compression_opts):
         f = self._file
         f.attrs["format_version"] = FORMAT_VERSION
         f.attrs["source"] = source
@@ -214,13 +243,13 @@ class DatasetWriter:
         columns["frame"] = columns["frame"].astype(np.int32)
         return poses, columns
 
-    @staticmethod
-    def _extend(group, lo, columns):
+    def _extend(self, group, lo, columns):
         """Write the arrays of `columns` at rows lo.. of the group's datasets of the same names."""
         hi = lo + len(columns["frame"])
-        for name, value in columns.items():
-            group[name].resize(hi, axis=0)
-            group[name][lo:hi] = value
+        with self._writing():
+            for name, value in columns.items():
+                group[name].resize(hi, axis=0)
+                group[name][lo:hi] = value
         return hi
 
     def append(self, images, poses, subject, action, subaction, camera, frame, box=None):
@@ -287,17 +316,22 @@ class DatasetWriter:
             except ValueError:
                 self.abort()
                 raise
-        group = f.create_group("tpose")
-        for name, tpose in self._tposes.items():
-            group.create_dataset(name, data=tpose)
-        group = f.create_group("image_moments")
-        for name, (count, total, outer) in self._moments.items():
-            g = group.create_group(name)
-            g.attrs["count"] = count
-            g.attrs["sum"] = total
-            g.attrs["outer"] = outer
-        f.close()
-        os.replace(self.tmp_path, self.path)
+        try:
+            with self._writing():
+                group = f.create_group("tpose")
+                for name, tpose in self._tposes.items():
+                    group.create_dataset(name, data=tpose)
+                group = f.create_group("image_moments")
+                for name, (count, total, outer) in self._moments.items():
+                    g = group.create_group(name)
+                    g.attrs["count"] = count
+                    g.attrs["sum"] = total
+                    g.attrs["outer"] = outer
+                f.close()
+                os.replace(self.tmp_path, self.path)
+        except DatasetError:
+            self.abort()
+            raise
         return self.path
 
     def _link_bank(self):
@@ -359,7 +393,9 @@ class PoseDataset:
         except OSError as e:
             raise DatasetError(f"{self.path}: cannot open as HDF5 ({e})") from None
         try:
-            self._validate()
+            # out-of-range values become inf on the cast to float32, which the checks reject
+            with np.errstate(over="ignore", invalid="ignore"):
+                self._validate()
         except Exception:
             self._file.close()
             raise
@@ -384,13 +420,13 @@ class PoseDataset:
         f = self._file
         version = self._attr("format_version")
         if not np.issubdtype(np.asarray(version).dtype, np.integer) or int(version) != FORMAT_VERSION:
-            self._fail("format_version", f"expected {FORMAT_VERSION}, got {version!r}")
+            self._fail("format_version", f"expected {FORMAT_VERSION}, got {_show(version)}")
         self.source = str(self._attr("source"))
         if self.source not in SOURCES:
             self._fail("source", f"expected one of {', '.join(SOURCES)}, got {self.source!r}")
         if self._json_attr("joint_names") != list(h36m.JOINT_NAMES):
             self._fail("joint_names", f"expected the {N_JOINTS} Human3.6M joints in data.h36m order")
-        if tuple(np.asarray(self._attr("parents")).tolist()) != h36m.PARENTS:
+        if np.asarray(self._attr("parents")).tolist() != list(h36m.PARENTS):
             self._fail("parents", f"expected {list(h36m.PARENTS)}")
         self.camera_info = self._json_attr("cameras")
         try:
@@ -399,12 +435,16 @@ class PoseDataset:
             self._fail("cameras", "expected a JSON object of camera intrinsics (fx, fy, cx, cy, k, p,"
                                   " width, height)")
         self.generator = self._json_attr("generator") if "generator" in f.attrs else None
+        if self.generator is not None and not isinstance(self.generator, dict):
+            self._fail("generator", "expected a JSON object of generator settings")
 
         images = self._dataset(f, "images")
         if images.dtype != np.uint8 or images.ndim != 4 or images.shape[3] != 3 \
                 or images.shape[1] != images.shape[2]:
             self._fail("images", f"expected uint8 (N,S,S,3), got {images.dtype} {images.shape}")
-        self.n = images.shape[0]
+        self.n = self._row_count(f, ("images", "box", "poses") + _META_FIELDS)
+        if images.shape[0] != self.n:
+            self._fail("images", f"expected {self.n} images as the other fields have rows, got {images.shape[0]}")
         self.image_size = images.shape[1]
         box = self._dataset(f, "box")
         if box.dtype.kind != "f" or box.shape != (self.n, 3):
@@ -420,10 +460,21 @@ class PoseDataset:
             key = f"tpose/{s}"
             if key not in f:
                 self._fail("tpose", f"missing T pose of subject {s}")
-            t = np.asarray(f[key][()], dtype=np.float32)
+            d = f[key]
+            t = d[()] if isinstance(d, h5py.Dataset) else None
+            if t is None or np.asarray(t).dtype.kind not in "fiu":
+                self._fail(key, f"expected a float ({N_JOINTS},3) dataset")
+            t = np.asarray(t, dtype=np.float32)
             if t.shape != (N_JOINTS, 3) or not np.isfinite(t).all():
                 self._fail(key, f"expected finite ({N_JOINTS},3), got {t.shape}")
             self._tposes[s] = t
+
+    def _row_count(self, group, names):
+        """The length most of the datasets `names` of group share: the field checks that follow
+        then blame a truncated column, not the others."""
+        counts = [self._dataset(group, name).shape[:1] for name in names]
+        counts = [c[0] for c in counts if c]
+        return max(set(counts), key=counts.count) if counts else 0
 
     def _dataset(self, group, name):
         path = f"{group.name.strip('/')}/{name}".lstrip("/")
@@ -453,7 +504,12 @@ class PoseDataset:
             if bad.any():
                 self._fail(prefix + "poses", f"row {lo + int(np.argmax(bad))} is not finite (NaN or inf)")
             out[lo:lo + len(block)] = block
-        meta = {name: _decode(group[name][:]) for name in _STRING_FIELDS}
+        meta = {}
+        for name in _STRING_FIELDS:
+            try:
+                meta[name] = _decode(group[name][:])
+            except UnicodeDecodeError:
+                self._fail(prefix + name, "expected UTF-8 text")
         meta.update({name: group[name][:].astype(np.int64) for name in _INT_FIELDS})
         for s in sorted(set(meta["subject"])):
             if s not in h36m.ALL_SUBJECTS:
@@ -493,9 +549,11 @@ class PoseDataset:
             self._fail("bank/rate_hz", f"expected a rate that divides {h36m.FPS} Hz, got {_show(rate)}")
         self.bank_rate_hz = float(rate)
         rows = self._dataset(bank, "image_row")
-        m = rows.shape[0] if rows.ndim == 1 else -1
-        if rows.dtype.kind not in "iu" or m < 0:
+        if rows.dtype.kind not in "iu" or rows.ndim != 1:
             self._fail("bank/image_row", f"expected integers (M,), got {rows.dtype} {rows.shape}")
+        m = self._row_count(bank, ("image_row", "poses") + _META_FIELDS)
+        if rows.shape[0] != m:
+            self._fail("bank/image_row", f"expected {m} entries as the other bank fields, got {rows.shape[0]}")
         self._bank_poses, self._bank_meta = self._pose_columns(bank, "bank/", m)
         self._bank_rows = rows[:].astype(np.int64)
         problem = _bank_problem(self.n, self._meta, self._poses, self._bank_meta, self._bank_poses,
@@ -667,10 +725,27 @@ class PoseDataset:
             if key not in self._file:
                 return None
             g = self._file[key].attrs
-            count += int(g["count"])
-            total = total + np.asarray(g["sum"], dtype=np.float64)
-            outer = outer + np.asarray(g["outer"], dtype=np.float64)
+            values = [np.asarray(g.get(name)) for name in ("count", "sum", "outer")]
+            if any(v.dtype.kind not in "iuf" or not np.isfinite(v).all() for v in values) \
+                    or [v.shape for v in values] != [(), (3,), (3, 3)] or values[0] < 0:
+                self._fail(key, "expected finite attributes count (), sum (3,) and outer (3,3)")
+            count += int(values[0])
+            total = total + values[1].astype(np.float64)
+            outer = outer + values[2].astype(np.float64)
         return count, total, outer
+
+    def fingerprint(self):
+        """A digest (hex) of what a training run reads but the images: the source and generator
+        attributes, the poses and metadata of the rows and of the pose bank. Equal for a file
+        regenerated identically, different when a pose or label changes; reads no image."""
+        h = hashlib.blake2b(digest_size=16)
+        h.update(json.dumps([self.source, self.generator], sort_keys=True).encode())
+        for poses, meta in ((self._poses, self._meta), (self._bank_poses, self._bank_meta)):
+            h.update(np.ascontiguousarray(poses).tobytes())
+            for name in _META_FIELDS:
+                h.update("\0".join(map(str, meta[name])).encode() + b"\1")
+        h.update(self._bank_rows.tobytes())
+        return h.hexdigest()
 
     def close(self):
         self._file.close()

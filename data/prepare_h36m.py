@@ -31,7 +31,7 @@ import time
 
 import numpy as np
 
-from data import h36m
+from data import flags, h36m
 from data.dataset import BANK_RATE_HZ, IMAGE_SIZE, DatasetError, DatasetWriter, bank_step
 from data.skeleton import Skeleton
 
@@ -250,36 +250,50 @@ def prepare(root, out, subjects=h36m.ALL_SUBJECTS, frame_step=5, progress=True, 
     return summary
 
 
-def main(argv=None):
+def build_parser():
     parser = argparse.ArgumentParser(prog="python -m data.prepare_h36m",
                                      description="Convert the Human3.6M release into a dataset file.")
     parser.add_argument("--root", required=True, help="folder holding S1, S5, ... of the release")
     parser.add_argument("--out", required=True, help="dataset file to write (.h5)")
     parser.add_argument("--subjects", default="all",
                         help="comma-separated subjects, or train / test / all (default all)")
-    parser.add_argument("--frame-step", type=int, default=5,
+    parser.add_argument("--frame-step", type=flags.positive_int, default=5,
                         help="keep the image of every n-th frame of the 50 Hz sequences (default 5)")
-    parser.add_argument("--bank-rate", type=float, default=BANK_RATE_HZ, metavar="HZ",
+    parser.add_argument("--bank-rate", type=flags.non_negative_float, default=BANK_RATE_HZ, metavar="HZ",
                         help=f"poses per second of every sequence in the file's pose bank; must divide 50, "
                              f"and the frame step must be a multiple of 50 / HZ; 0 for no bank (default "
                              f"{BANK_RATE_HZ:g})")
+    return parser
+
+
+def parse_args(argv=None):
+    """The checked arguments; a bad one exits with argparse's usage error (status 2)."""
+    parser = build_parser()
     args = parser.parse_args(argv)
-    bank_rate = args.bank_rate or None
+    args.bank_rate = args.bank_rate or None
     try:
-        check_steps(args.frame_step, bank_rate)
+        check_steps(args.frame_step, args.bank_rate)
     except ValueError as e:
         parser.error(str(e))
     try:
-        subjects = h36m.parse_subjects(args.subjects)
+        args.subjects = h36m.parse_subjects(args.subjects)
     except ValueError as e:
         parser.error(str(e))
     if not os.path.isdir(args.root):
         parser.error(f"--root {args.root}: no such folder")
+    return args
+
+
+def main(argv=None):
+    args = parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(levelname)s: %(message)s")
     try:
-        summary = prepare(args.root, args.out, subjects, args.frame_step, bank_rate_hz=bank_rate)
+        summary = prepare(args.root, args.out, args.subjects, args.frame_step, bank_rate_hz=args.bank_rate)
     except DatasetError as e:
         print(f"error: {e}", file=sys.stderr)
+        return 1
+    except OSError as e:
+        print(f"error: {args.out}: cannot write ({e.strerror or e})", file=sys.stderr)
         return 1
     print(f"{args.out}: {summary['images']} images and {summary['bank']} bank poses from "
           f"{summary['sequences']} sequences ({len(summary['skipped'])} skipped) in {summary['seconds']:.0f} s")

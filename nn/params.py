@@ -3,12 +3,14 @@
 
 Parameters are an ordered mapping {name: array}. Names follow "<layer>.W" / "<layer>.b";
 `weight_names` are the weight matrices (".W"), the only ones under weight decay (eq. 12).
-`save_npz_atomic` writes through a temporary file and a rename, so a crash never leaves a torn file.
+`save_npz_atomic` writes through a temporary file and a rename (data.files.atomic_write), so a
+crash never leaves a torn file.
 """
 import os
-import tempfile
 
 import numpy as np
+
+from data.files import atomic_write
 
 from . import backend
 
@@ -55,30 +57,31 @@ class Params(dict):
 
 
 def save_npz_atomic(path, arrays):
-    """Write arrays to path via a temporary file in the same directory and an atomic rename."""
-    path = os.fspath(path)
-    directory = os.path.dirname(os.path.abspath(path))
-    os.makedirs(directory, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=directory, prefix=".tmp-", suffix=".npz")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            np.savez(f, **arrays)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
+    """Write arrays {name: array} to path (.npz) atomically (data.files.atomic_write: an OSError
+    names path)."""
+    atomic_write(path, lambda f: np.savez(f, **arrays))
+
+
+_NOT_NPZ = {b"\x80": "a pickle", b"\x93": "a single .npy array"}   # by first byte
 
 
 def load_npz(path):
-    """{name: array} from an .npz; ValueError naming the file when it is missing or unreadable."""
+    """{name: array} from an .npz; ValueError naming the file when it is missing or unreadable.
+    Nothing pickled is ever loaded (NumPy's own message would advise loading it unsafely)."""
     path = os.fspath(path)
     if not os.path.exists(path):
         raise ValueError(f"{path}: no such file")
     try:
+        with open(path, "rb") as f:
+            magic = f.read(4)
+        if magic != b"PK\x03\x04":
+            raise ValueError(f"{_NOT_NPZ.get(magic[:1], 'unknown content')}, not an .npz archive")
         with np.load(path, allow_pickle=False) as z:
             return {k: z[k] for k in z.files}
+    except ValueError as err:
+        if "allow_pickle" in str(err):    # an object array inside the archive
+            raise ValueError(f"{path}: not a parameter file of this project (it holds Python objects, which are "
+                             "never loaded)") from None
+        raise ValueError(f"{path}: unreadable parameter file ({err})") from None
     except Exception as err:
         raise ValueError(f"{path}: unreadable parameter file ({type(err).__name__}: {err})") from None

@@ -123,7 +123,7 @@ def load_or_build_bank(model, bank_mm, index, rows, cache=True, chunk=8192):
             save_npz_atomic(path, {"fingerprint": np.array(fp), "emb": to_host(emb).astype(np.float32),
                                    "index": index, "rows": rows, "format": np.array(BANK_FORMAT)})
         except OSError as err:
-            source = f"computed (not cached: {err.strerror or err})"
+            source = f"computed (not cached: {path}: {err.strerror or err})"
     return Bank(bank_mm, index, rows, emb, fp, source)
 
 

@@ -3,6 +3,7 @@ the paper's values where it gives them (Sec. 5.3) and CPU-sized defaults where i
 The resolved configuration is saved beside every checkpoint; resuming compares them."""
 from dataclasses import asdict, dataclass, fields
 
+from data import flags
 from data.h36m import TRAIN_SUBJECTS
 
 STAGES = ("pretrain", "structnet", "all")
@@ -10,6 +11,24 @@ STAGES = ("pretrain", "structnet", "all")
 # of the epochs already done)
 RESUMABLE_CHANGES = {"epochs", "pretrain_epochs", "resume", "out", "progress", "checkpoint_every", "stop_after",
                      "eval_every"}
+# the domain of every numeric field (data.flags), checked by structlearn.train.validate_config
+DOMAINS = {
+    "synth_scale": flags.positive_float, "seed": flags.non_negative_int, "checkpoint_every": flags.positive_int,
+    "stop_after": flags.non_negative_int, "eval_every": flags.non_negative_int, "dropout": flags.fraction,
+    "pretrain_epochs": flags.non_negative_int, "pretrain_batch_size": flags.positive_int,
+    "pretrain_lr": flags.positive_float, "pretrain_momentum": flags.fraction, "detect_weight": flags.non_negative_float,
+    "pretrain_dropout": flags.fraction, "epochs": flags.non_negative_int, "batch_size": flags.positive_int,
+    "candidates": flags.positive_int, "frequent": flags.non_negative_int, "lam": flags.non_negative_float,
+    "alpha": flags.non_negative_float, "margin_scale": flags.non_negative_float, "ls_min": flags.positive_float,
+    "ls_max": flags.positive_float, "ls_points": flags.int_at_least(2), "adam_lr": flags.positive_float,
+    "noise_std": flags.non_negative_float, "width": flags.non_negative_int,
+}
+_FLAGS = {"candidates": "--candidates (C)", "frequent": "--frequent (K)", "ls_reselect": "--ls-fixed"}
+
+
+def flag(field):
+    """run_train.py's flag of a TrainConfig field, for messages."""
+    return _FLAGS.get(field, "--" + field.replace("_", "-"))
 
 
 @dataclass
@@ -35,6 +54,7 @@ class TrainConfig:
     # network (the preset's other sizes stay as structlearn.network.PRESETS gives them)
     pose_embedding: str = "2layer"     # Table 3: raw, random1, 1layer, 2layer
     dropout: float = 0.75
+    width: int = 0                     # units of h1-h6 (hidden and embedding); 0 = the preset's
     # pre-training (reference [18]: pose regression + joint detection)
     pretrain_epochs: int = 12
     pretrain_batch_size: int = 64

@@ -22,6 +22,7 @@ import time
 from pathlib import Path
 
 from data import h36m
+from data.files import append_text, write_text_atomic
 
 from .evaluate import Evaluator, default_A, evenly_spaced
 from .network import StructNet
@@ -58,7 +59,7 @@ class LearningCurves:
         self.trainer, self.cfg, self.say = trainer, trainer.cfg, trainer.say
         self.path = Path(trainer.out) / CURVES_FILE
         self.records = [r for r in read_records(self.path) if resume_point and r["epoch"] <= resume_point[0]]
-        self.path.write_text("".join(json.dumps(r) + "\n" for r in self.records))
+        write_text_atomic(self.path, "".join(json.dumps(r) + "\n" for r in self.records))
         self.ev = None
 
     def _evaluator(self, params):
@@ -102,8 +103,7 @@ class LearningCurves:
         if all(r["epoch"] != epochs_done for r in self.records):
             record = self.evaluate(epochs_done, params)
             self.records.append(record)
-            with open(self.path, "a") as f:
-                f.write(json.dumps(record) + "\n")
+            append_text(self.path, json.dumps(record) + "\n")
             self.say(describe(record))
         if epochs_done == total:
             from .figures import learning_curves  # matplotlib only when drawing

@@ -16,6 +16,7 @@ sees (x, -y), the side view (z, -y).
 import numpy as np
 
 from data import h36m
+from data.files import save_figure
 
 import matplotlib  # noqa: E402  (the backend must be chosen before pyplot is imported)
 matplotlib.use("Agg")
@@ -123,9 +124,7 @@ def figure3(path, sweep, bank_size, max_result=None, paper_A=None):
     ax.grid(True, which="both", alpha=0.3)
     ax.legend(fontsize=8)
     fig.tight_layout()
-    fig.savefig(path)
-    plt.close(fig)
-    return path
+    return save_figure(fig, path)
 
 
 # ============================================================================ Figure 4
@@ -232,9 +231,7 @@ def figure4(path, f_I, f_J, images, poses, image_mask=None, grid=7, min_count=3)
                  "poses as the camera sees them; right arm red, right leg orange, left arm purple, "
                  "left leg green, cyan: the person's forward direction", fontsize=12)
     fig.tight_layout(rect=(0, 0, 1, 0.96))
-    fig.savefig(path)
-    plt.close(fig)
-    return path
+    return save_figure(fig, path)
 
 
 # ============================================================================ skeletons
@@ -293,9 +290,7 @@ def skeleton_figure(path, images, joints2d, gt, preds, titles):
     fig.suptitle("Predicted versus ground-truth skeletons (mm, root-relative; on the image the predictions "
                  "are placed at the true root)", fontsize=11, y=1 - 0.06 / height)
     fig.tight_layout(rect=(0, 0, 1, 1 - 0.9 / height))
-    fig.savefig(path)
-    plt.close(fig)
-    return path
+    return save_figure(fig, path)
 
 
 # ============================================================================ learning curves
@@ -337,6 +332,4 @@ def learning_curves(path, records):
         a.set_xlim(-0.3, max(int(ep.max()), 1) + 0.3)
     fig.suptitle("Learning curves of Algorithm 1 (--eval-every)", fontsize=11)
     fig.tight_layout()
-    fig.savefig(path)
-    plt.close(fig)
-    return path
+    return save_figure(fig, path)

@@ -27,10 +27,18 @@ def load_model(path):
     params, meta, _ = load_checkpoint(path)
     if meta.get("format") != MODEL_FORMAT or meta.get("kind") not in ("structnet", "multitask"):
         raise CheckpointError(f"{path}: not a StructNet model file (format {meta.get('format')}, kind {meta.get('kind')})")
-    cfg = NetConfig.from_dict(meta["net"])
+    try:
+        cfg = NetConfig.from_dict(meta["net"])
+    except (KeyError, TypeError, ValueError) as err:
+        raise CheckpointError(f"{path}: unusable network configuration in the model file ({err})") from None
     net = StructNet(cfg) if meta["kind"] == "structnet" else MultiTaskNet(cfg)
+    check_shapes(path, params, net)
+    return net, params, meta
+
+
+def check_shapes(path, params, net):
+    """CheckpointError naming path when params lack a parameter of net or have another shape."""
     expected = net.init_params(np.random.default_rng(0))
     wrong = [k for k in expected if k not in params or params[k].shape != expected[k].shape]
     if wrong:
         raise CheckpointError(f"{path}: parameters do not match the network configuration ({', '.join(wrong[:4])})")
-    return net, params, meta

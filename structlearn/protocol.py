@@ -83,12 +83,19 @@ def run_evaluation(cfg, log=print):
     subjects = list(cfg.subjects)
     idx = ev.test_rows(subjects, list(cfg.actions) or None, cfg.max_images)
     present = [s for s in subjects if s in set(ev.dataset.metadata(idx)["subject"].tolist())]
-    rule = f"default: 0.5% of the {M}-pose bank, as the paper's 500 of ~100k" if A_auto else "given"
+    if A_auto:
+        rule = f"default: 0.5% of the {M}-pose bank, as the paper's 500 of ~100k"
+    else:
+        rule = "given" if A == cfg.A else f"--A {cfg.A} clipped to the {M}-pose bank"
     report.print_setup(ev, A, rule, present, len(idx), cfg.max_images, say)
 
     test_meta = ev.dataset.metadata(idx)
     keep = report.skeleton_rows(idx, test_meta["subject"], test_meta["action"]) if cfg.figures_dir else ()
     sweep = sweep_values(cfg.sweep, M) if cfg.sweep else ()
+    for name, values in (("--sweep-A", () if cfg.sweep == "auto" else cfg.sweep), ("--export-topk", [cfg.export_k])):
+        over = [str(a) for a in values if a > M]
+        if over:
+            say(f"note: {name} {','.join(over)} clipped to the {M}-pose bank")
     output = ev.run(idx, modes, A, sweep=sweep, export_k=cfg.export_k, apf_config=cfg.apf,
                     batch_size=cfg.batch_size, chunk=cfg.bank_chunk, keep_rows=keep, progress=cfg.progress)
     align = None

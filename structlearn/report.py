@@ -3,12 +3,12 @@ objects of --json (schema: docs/eval.md), the top-k export (multiple hypotheses)
 figures are drawn from what (the drawing itself: structlearn.figures)."""
 import json
 import os
-from pathlib import Path
 
 import numpy as np
 
 from data import h36m
 from data.dataset import root_relative
+from data.files import write_text_atomic
 from nn.params import save_npz_atomic
 
 from .evaluate import PAPER_MODES, USES_A, method_name, summarize
@@ -58,13 +58,7 @@ def save_topk(path, output, bank, k, dataset):
 
 def write_json(path, results):
     """Atomic JSON write of the result list."""
-    path = Path(path)
-    if path.parent and not path.parent.exists():
-        path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".tmp")
-    with open(tmp, "w") as f:
-        json.dump(results, f, indent=1)
-    os.replace(tmp, path)
+    write_text_atomic(path, json.dumps(results, indent=1))
 
 
 # ============================================================================ printing

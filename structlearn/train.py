@@ -23,20 +23,22 @@ from tqdm import tqdm
 
 from data import h36m
 from data.dataset import PoseDataset
+from data.files import append_text, named_error, remove_stale_temporaries, write_text_atomic
 from data.imagestats import ImageStats
 from data.loader import BatchLoader
+from data.synth.generator import ROOMS
 from nn import backend
 from nn.optim import Adam
 
 from .algorithm1 import Algorithm1Step
 from .bank import pose_space
-from .checkpoint import load_checkpoint, save_checkpoint
-from .config import STAGES, TrainConfig
+from .checkpoint import CheckpointError, load_checkpoint, load_training_checkpoint, save_checkpoint
+from .config import DOMAINS, STAGES, TrainConfig, flag
 from .cost import Objective
 from .encoding import PoseNormalizer
 from .linesearch import step_grid
-from .model import load_model, save_model
-from .network import PRESETS, MultiTaskNet, StructNet
+from .model import check_shapes, load_model, save_model
+from .network import POSE_EMBEDDINGS, PRESETS, MultiTaskNet, StructNet
 from .pretrain import PretrainStep, detection_cells
 from .search import WorkingSet
 
@@ -49,33 +51,31 @@ class TrainingError(RuntimeError):
 
 
 def validate_config(cfg):
-    """Reject impossible settings with a message naming the flag."""
+    """Reject impossible settings with a message naming the flag: every numeric field against its
+    domain (config.DOMAINS), the choices, and what fields must satisfy together."""
+    for name, domain in DOMAINS.items():
+        problem = domain.problem(getattr(cfg, name))
+        if problem:
+            raise TrainingError(f"{flag(name)} {problem}")
     checks = [
         (cfg.stage in STAGES, f"--stage must be one of {STAGES}, got {cfg.stage!r}"),
         (cfg.preset in PRESETS, f"--preset must be one of {sorted(PRESETS)}, got {cfg.preset!r}"),
         (cfg.device in ("cpu", "gpu"), f"--device must be cpu or gpu, got {cfg.device!r}"),
-        (cfg.batch_size >= 1 and cfg.pretrain_batch_size >= 1, "batch sizes must be positive"),
-        (cfg.epochs >= 0 and cfg.pretrain_epochs >= 0, "epoch counts must be >= 0"),
-        (cfg.candidates >= 1, f"--candidates (C) must be >= 1, got {cfg.candidates}"),
-        (cfg.frequent >= 0, f"--frequent (K) must be >= 0, got {cfg.frequent}"),
-        (cfg.lam >= 0 and cfg.alpha >= 0, "--lam and --alpha must be >= 0"),
-        (0 <= cfg.dropout < 1 and 0 <= cfg.pretrain_dropout < 1, "--dropout and --pretrain-dropout must be in [0, 1)"),
-        (0 < cfg.ls_min < cfg.ls_max and cfg.ls_points >= 2,
-         f"line-search grid needs 0 < --ls-min < --ls-max and --ls-points >= 2 (got {cfg.ls_min}, {cfg.ls_max}, {cfg.ls_points})"),
-        (cfg.pretrain_lr > 0 and 0 <= cfg.pretrain_momentum < 1, "--pretrain-lr must be > 0 and --pretrain-momentum in [0, 1)"),
-        (cfg.margin_scale >= 0, "--margin-scale must be >= 0"),
+        (cfg.synth_rooms in ROOMS, f"--synth-rooms must be one of {ROOMS}, got {cfg.synth_rooms!r}"),
+        (cfg.pose_embedding in POSE_EMBEDDINGS,
+         f"--pose-embedding must be one of {POSE_EMBEDDINGS}, got {cfg.pose_embedding!r}"),
+        (cfg.ls_min < cfg.ls_max, f"line-search grid needs --ls-min < --ls-max (got {cfg.ls_min}, {cfg.ls_max})"),
         (cfg.optimizer in ("linesearch", "adam"), f"--optimizer must be linesearch or adam, got {cfg.optimizer!r}"),
-        (cfg.adam_lr > 0, f"--adam-lr must be > 0, got {cfg.adam_lr}"),
-        (cfg.checkpoint_every >= 1, "--checkpoint-every must be >= 1"),
-        (cfg.eval_every >= 0, f"--eval-every must be >= 0 (0 = off), got {cfg.eval_every}"),
     ]
     for ok, message in checks:
         if not ok:
             raise TrainingError(message)
     try:
-        h36m.parse_subjects(cfg.subjects)
+        subjects = h36m.parse_subjects(cfg.subjects)
     except ValueError as err:
         raise TrainingError(str(err)) from None
+    if not subjects:
+        raise TrainingError("--subjects: no training subject given")
 
 
 class Trainer:
@@ -101,59 +101,129 @@ class Trainer:
         self.dataset = PoseDataset(self.data_path)
         self.subjects = h36m.parse_subjects(cfg.subjects)
         self.idx = self.dataset.select(subjects=self.subjects, actions=list(cfg.actions) or None)
+        self._check_request()
         self.net_cfg = PRESETS[cfg.preset].with_(pose_embedding=cfg.pose_embedding, dropout=cfg.dropout)
+        if cfg.width:
+            self.net_cfg = self.net_cfg.with_(hidden=cfg.width, embed=cfg.width)
         # the pose space Y of Algorithm 1: the training subjects' pose bank, root-relative, mm (the evaluator's bank)
         self.bank_mm = pose_space(self.dataset, self.subjects, list(cfg.actions) or None)[1]
+        self.data_record = {"data": self.data_path, "fingerprint": self.dataset.fingerprint(),
+                            "subjects": list(self.subjects), "actions": list(cfg.actions),
+                            "images": int(len(self.idx)), "bank_poses": int(len(self.bank_mm))}
         if self.state is not None:
-            self.normalizer = PoseNormalizer.from_dict(self.state["normalizer"])
-            self.stats = ImageStats.from_dict(self.state["image_stats"])
+            self._check_resume_inputs()
+            try:
+                self.normalizer = PoseNormalizer.from_dict(self.state["normalizer"])
+                self.stats = ImageStats.from_dict(self.state["image_stats"])
+            except (KeyError, TypeError, ValueError) as err:
+                raise CheckpointError(f"{self.ckpt_path}: unusable normaliser or image statistics ({err})") from None
         else:
             self.normalizer = PoseNormalizer.fit(self.bank_mm)
             self.stats = ImageStats.for_subjects(self.dataset, self.subjects)
         self.bank_n = self.normalizer.normalize(self.bank_mm)
-        self.out.mkdir(parents=True, exist_ok=True)
-        with open(self.out / "config.json", "w") as f:
-            json.dump({**cfg.to_dict(), "data_resolved": self.data_path, "net": self.net_cfg.to_dict()}, f, indent=1)
+        # Everything is checked: only now touch the run directory. A kill leaves temporaries of
+        # atomic writes behind; a fresh run starts a fresh log, a resumed one keeps the lines of
+        # the batches before its checkpoint.
+        try:
+            self.out.mkdir(parents=True, exist_ok=True)
+        except OSError as err:
+            raise named_error(err, self.out) from None
+        remove_stale_temporaries(self.out)
+        self._restart_log(self.state)
+        write_text_atomic(self.out / "config.json", json.dumps(
+            {**cfg.to_dict(), "data_resolved": self.data_path, "net": self.net_cfg.to_dict()}, indent=1))
         self.batches_run = 0
         self.curves = None      # --eval-every (structlearn.curves), made at the first curve point
+
+    # ------------------------------------------------------------------ what the run needs
+    def _check_request(self):
+        """TrainingError, saying what the file holds, when a requested subject has no image of the
+        requested actions or a batch is larger than the selected images."""
+        meta = self.dataset.metadata(self.idx)
+        counts = {s: int((meta["subject"] == s).sum()) for s in self.subjects}
+        holds = ", ".join(f"{s} {n}" for s, n in counts.items())
+        empty = [s for s, n in counts.items() if n == 0]
+        if empty:
+            actions = ", ".join(self.cfg.actions)
+            have = "; ".join(f"{s} has {', '.join(self._actions_of(s)) or 'no image'}" for s in empty)
+            raise TrainingError(f"{self.data_path}: no image of {', '.join(empty)} for --actions {actions} "
+                                f"(images of these actions per subject: {holds}; {have})")
+        stages = ("pretrain", "structnet") if self.cfg.stage == "all" else (self.cfg.stage,)
+        for stage, name in (("pretrain", "pretrain_batch_size"), ("structnet", "batch_size")):
+            size = getattr(self.cfg, name)
+            if stage in stages and size > len(self.idx):
+                raise TrainingError(f"{flag(name)} {size} is larger than the {len(self.idx)} selected training "
+                                    f"images of {self.data_path} (per subject: {holds}); lower it or select more "
+                                    "subjects or actions")
+
+    def _actions_of(self, subject):
+        held = set(self.dataset.metadata(self.dataset.select(subjects=[subject]))["action"])
+        return [a for a in h36m.ACTIONS if a in held]
 
     # ------------------------------------------------------------------ checkpoints and logs
     def _load_resume_state(self):
         if not self.ckpt_path.exists():
             raise TrainingError(f"--resume: no checkpoint in {self.out} (expected {self.ckpt_path})")
-        params, state, arrays = load_checkpoint(self.ckpt_path)
-        saved = TrainConfig.from_dict(state["config"])
+        params, state, arrays = load_training_checkpoint(self.ckpt_path)
+        try:
+            saved = TrainConfig.from_dict(state["config"])
+        except (TypeError, ValueError) as err:
+            raise CheckpointError(f"{self.ckpt_path}: corrupt configuration in the checkpoint ({err})") from None
         diffs = self.cfg.differences(saved)
         if diffs:
             listed = "; ".join(f"{k}: checkpoint {b!r}, now {a!r}" for k, a, b in diffs)
             raise TrainingError(f"--resume: {self.ckpt_path} was written with another configuration ({listed})")
         self.state, self.arrays, self.ckpt_params = state, arrays, params
-        self._truncate_log(STAGE_IDS[state["stage"]], state["epoch"], state["batch"])
 
-    def _truncate_log(self, stage_id, epoch, batch):
-        """Drop log lines of batches after the checkpoint (they will be run again)."""
+    def _check_resume_inputs(self):
+        """Refuse to resume on other data than the checkpoint's (named), or from parameters or a
+        working set whose shapes do not fit this run."""
+        saved = self.state.get("data")
+        if not isinstance(saved, dict):
+            self.say(f"note: {self.ckpt_path} records no data fingerprint (written by an older version); "
+                     "the data file is not checked")
+        else:
+            now = self.data_record
+            what = "; ".join(f"{k}: checkpoint {saved.get(k)!r}, now {now[k]!r}"
+                             for k in ("subjects", "actions", "images", "bank_poses") if saved.get(k) != now[k])
+            if what or saved.get("fingerprint") != now["fingerprint"]:
+                what = what or "its content (poses, labels or generator settings)"
+                raise TrainingError(f"--resume: {self.ckpt_path} was trained on other data: {self.data_path} differs "
+                                    f"in {what}; resume with the data it was trained on, or start a new run")
+        stage = self.state["stage"]
+        net = MultiTaskNet(self.net_cfg) if stage == "pretrain" else StructNet(self.net_cfg)
+        check_shapes(self.ckpt_path, self.ckpt_params, net)
+        ws = self.arrays.get("working_set")
+        if ws is not None and ws.shape != (len(self.bank_mm),):
+            raise CheckpointError(f"{self.ckpt_path}: its working set counts {ws.shape} poses, the pose space "
+                                  f"of {self.data_path} has {len(self.bank_mm)}")
+
+    def _restart_log(self, state):
+        """Start log.jsonl afresh (state None) or keep the lines of the batches before the
+        checkpoint's position (they will not run again); atomic, so a kill keeps the old log."""
         path = self.out / "log.jsonl"
-        if not path.exists():
-            return
         keep = []
-        for line in path.read_text().splitlines():
-            try:
-                r = json.loads(line)
-                pos = (STAGE_IDS[r["stage"]], r["epoch"], r["batch"])
-            except (ValueError, KeyError):
-                continue
-            if pos < (stage_id, epoch, batch):
-                keep.append(line)
-        path.write_text("".join(line + "\n" for line in keep))
+        if state is not None and path.exists():
+            position = (STAGE_IDS[state["stage"]], state["epoch"], state["batch"])
+            for line in path.read_text(errors="replace").splitlines():
+                try:
+                    r = json.loads(line)
+                    pos = (STAGE_IDS[r["stage"]], r["epoch"], r["batch"])
+                except (ValueError, KeyError, TypeError):
+                    continue    # a line torn by a kill
+                if pos < position:
+                    keep.append(line)
+        elif not path.exists():
+            return
+        write_text_atomic(path, "".join(line + "\n" for line in keep))
 
     def _log(self, record):
-        with open(self.out / "log.jsonl", "a") as f:
-            f.write(json.dumps(record) + "\n")
+        append_text(self.out / "log.jsonl", json.dumps(record) + "\n")
 
     def _checkpoint(self, stage, epoch, batch, params, arrays):
         state = {"stage": stage, "epoch": epoch, "batch": batch, "config": self.cfg.to_dict(),
                  "normalizer": self.normalizer.to_dict(), "image_stats": self.stats.to_dict(),
-                 "net": self.net_cfg.to_dict()}
+                 "net": self.net_cfg.to_dict(), "data": self.data_record}
         host = {k: backend.to_numpy(v) for k, v in params.items()}
         save_checkpoint(self.ckpt_path, host, state, {k: backend.to_numpy(v) for k, v in arrays.items()})
 
@@ -381,8 +451,7 @@ class Trainer:
         res = ev.alignment(max_images=max_images, progress=self.cfg.progress)
         summary = {"train_alignment_30mm": res["share_30mm"], "images": res["images"],
                    "median_mm": res["median_mm"], "bank_poses": int(len(self.bank_mm))}
-        with open(self.out / "summary.json", "w") as f:
-            json.dump(summary, f, indent=1)
+        write_text_atomic(self.out / "summary.json", json.dumps(summary, indent=1))
         self.say(f"training-set alignment: {100 * res['share_30mm']:.1f}% of {res['images']} training images have "
                  f"their max-score pose within 30 mm MPJPE of the ground truth (paper: 97%); median "
                  f"{res['median_mm']:.1f} mm")

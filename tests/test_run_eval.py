@@ -357,3 +357,40 @@ def test_stale_bank_cache_after_retraining(setup, tmp_path, capsys):
     assert code == 0, err
     b, c = json.loads(second.read_text())[0], json.loads(third.read_text())[0]
     assert b["mpjpe_all_frames"] == c["mpjpe_all_frames"]
+
+
+# ----------------------------------------------------------------------------- issue 13
+def test_A_larger_than_the_bank_is_said_to_be_clipped(setup, capsys, tmp_path):
+    _, _, run = setup
+    path = tmp_path / "r.json"
+    code, out, err = call(["--run", run, "--subjects", "S9", "--mode", "avg", "--A", "1000", "--sweep-A", "2,500",
+                           "--json", path, "--train-images", "0", "--no-progress"], capsys)
+    assert code == 0, err
+    assert "A = 24 (--A 1000 clipped to the 24-pose bank)" in out and "(given)" not in out
+    assert "note: --sweep-A 500 clipped to the 24-pose bank" in out
+    assert json.loads(path.read_text())[0]["context"]["A_rule"] == "--A 1000 clipped to the 24-pose bank"
+
+
+def test_pickled_model_is_not_loaded(tmp_path, capsys):
+    import pickle
+    (tmp_path / "run").mkdir()
+    (tmp_path / "run" / "model.npz").write_bytes(pickle.dumps({"kind": "structnet"}))
+    code, _, err = call(["--run", tmp_path / "run"], capsys)
+    one_line_error(code, err, "a pickle, not an .npz archive")
+    np.savez(tmp_path / "run" / "model.npz", a=np.array([{}], dtype=object))      # an object array inside
+    code, _, err = call(["--run", tmp_path / "run"], capsys)
+    one_line_error(code, err, "not a parameter file of this project (it holds Python objects")
+    assert "unsafely" not in err
+
+
+def test_output_write_failures_name_the_file(setup, capsys, tmp_path):
+    _, _, run = setup
+    (tmp_path / "file").write_text("")
+    base = ["--run", run, "--subjects", "S9", "--mode", "max", "--train-images", "0", "--no-progress"]
+    for argv, named in ((["--json", tmp_path / "file" / "r.json"], tmp_path / "file" / "r.json"),
+                        (["--export-topk", "2", tmp_path / "file" / "k.npz"], tmp_path / "file" / "k.npz"),
+                        (["--figures", tmp_path / "file" / "figs"], tmp_path / "file")):
+        code, _, err = call(base + argv, capsys)
+        one_line_error(code, err, str(named))
+    code, _, err = call(base + ["--export-topk", "2", ""], capsys)
+    one_line_error(code, err, "--export-topk: FILE must not be empty", want_code=2)

@@ -64,3 +64,78 @@ def test_gpu_without_a_gpu_is_a_one_line_error(tmp_path, capsys):
     path = write_tiny_dataset(tmp_path / "tiny.h5")
     code, err = _run(["--data", path, "--device", "gpu", "--out", str(tmp_path / "run")], capsys)
     assert code == 1 and len(err) == 1 and "the GPU path is unavailable" in err[0], err
+
+
+# ---------------------------------------------------------------- requests, resume, writes (issue 13)
+TINY = ["--preset", "tiny", "--pretrain-epochs", "1", "--pretrain-batch-size", "8", "--epochs", "1",
+        "--batch-size", "8", "-C", "20", "-K", "3", "--checkpoint-every", "2"]
+
+
+def test_requests_the_data_cannot_serve_fail_before_training(tmp_path, capsys):
+    # S5 has no Eating: asked for, it is named with what the file holds (before, training went on
+    # with S1 alone, or failed inside the pose normaliser); a batch larger than the selection is
+    # found before pre-training, not after it
+    path = write_tiny_dataset(tmp_path / "d.h5", subjects=("S1", "S5"), skip={("S5", "Eating")})
+    out = tmp_path / "run"
+    code, err = _run(["--data", path, "--subjects", "S1,S5", "--actions", "Eating", "--out", str(out), *TINY], capsys)
+    assert code == 1 and len(err) == 1, err
+    assert "no image of S5 for --actions Eating" in err[0] and "S1 12, S5 0" in err[0] and "S5 has Walking" in err[0]
+    for argv, message in ((["--batch-size", "100"], "--batch-size 100 is larger than the 36 selected"),
+                          (["--stage", "pretrain", "--pretrain-batch-size", "37"], "--pretrain-batch-size 37")):
+        code, err = _run(["--data", path, "--subjects", "S1,S5", "--out", str(out), *TINY, *argv], capsys)
+        assert code == 1 and len(err) == 1 and message in err[0] and "S1 24, S5 12" in err[0], err
+    assert not out.exists()                                # nothing was started
+
+
+def test_resume_refuses_changed_inputs(tmp_path, capsys):
+    path = write_tiny_dataset(tmp_path / "d.h5", subjects=("S1", "S5"))
+    run, other = tmp_path / "run", tmp_path / "other"
+    argv = ["--data", path, "--subjects", "S1,S5", *TINY]
+    assert _run(argv + ["--out", str(run), "--stop-after", "3"], capsys)[0] == 0
+    ckpt = run / "checkpoint.npz"
+    saved = ckpt.read_bytes()
+    # the data file regenerated identically (a new mtime, the same content) resumes
+    write_tiny_dataset(path, subjects=("S1", "S5"))
+    assert _run(argv + ["--out", str(run), "--resume", "--stop-after", "1"], capsys)[0] == 0
+    ckpt.write_bytes(saved)
+    # other content, or other rows, is refused by name
+    for kw, what in ((dict(seed=5), "its content"), (dict(n_per=5), "images: checkpoint 48, now 40")):
+        write_tiny_dataset(path, subjects=("S1", "S5"), **kw)
+        code, err = _run(argv + ["--out", str(run), "--resume"], capsys)
+        assert code == 1 and len(err) == 1 and f"{ckpt} was trained on other data: {path} differs in {what}" in err[0]
+    # a model file or a pickle in place of the checkpoint
+    write_tiny_dataset(path, subjects=("S1", "S5"))
+    assert _run(argv + ["--out", str(other)], capsys)[0] == 0
+    for replacement, message in ((other / "model.npz", "a structnet model file, not a training checkpoint"),
+                                 (None, "a pickle, not an .npz archive")):
+        if replacement:
+            ckpt.write_bytes(replacement.read_bytes())
+        else:
+            import pickle
+            ckpt.write_bytes(pickle.dumps({"config": 1}))
+        code, err = _run(argv + ["--out", str(run), "--resume"], capsys)
+        assert code == 1 and len(err) == 1 and str(ckpt) in err[0] and message in err[0], err
+        assert "unsafely" not in err[0] and "KeyError" not in err[0]
+
+
+def test_write_failures_name_the_file(tmp_path, capsys):
+    import os
+    import subprocess
+    import sys
+    path = write_tiny_dataset(tmp_path / "d.h5", subjects=("S1", "S5"))
+    argv = ["--data", path, "--subjects", "S1,S5", *TINY, "--no-progress"]
+    # a file-size limit of 30 kB (Python ignores SIGXFSZ): the 73 kB checkpoint cannot be written
+    out = tmp_path / "limited"
+    script = os.path.join(os.path.dirname(run_train.__file__), "run_train.py")
+    proc = subprocess.run(["bash", "-c", 'ulimit -f 30 && exec "$@"', "bash", sys.executable, script, *argv,
+                           "--out", str(out)], capture_output=True, text=True)
+    err = proc.stderr.strip().splitlines()
+    assert proc.returncode == 1 and err == [f"run_train.py: error: {out / 'checkpoint.npz'}: File too large"], err
+    assert [n for n in os.listdir(out) if n.startswith(".tmp-")] == []
+    # the run directory's files in the way: a log that is a folder, a parent that is a file
+    (tmp_path / "a").mkdir()
+    (tmp_path / "a" / "log.jsonl").mkdir()
+    (tmp_path / "file").write_text("")
+    for out, culprit in ((tmp_path / "a", tmp_path / "a" / "log.jsonl"), (tmp_path / "file" / "run", tmp_path / "file")):
+        code, err = _run(argv + ["--out", str(out)], capsys)
+        assert code == 1 and len(err) == 1 and str(culprit) in err[0], err

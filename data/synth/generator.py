@@ -44,8 +44,8 @@ def frames_per_sequence(scale):
 def check_settings(scale=1.0, rooms="lab", bank_rate_hz=BANK_RATE_HZ):
     """Raise ValueError for a non-positive scale, an unknown rooms setting or a bank rate that
     does not divide the 50 Hz capture."""
-    if not scale > 0:
-        raise ValueError(f"scale must be positive, got {scale}")
+    if not (scale > 0 and np.isfinite(scale)):
+        raise ValueError(f"scale must be positive and finite, got {scale}")
     if rooms not in ROOMS:
         raise ValueError(f"rooms must be one of {', '.join(ROOMS)}, got {rooms!r}")
     bank_step(bank_rate_hz)
@@ -108,9 +108,9 @@ def render_sequence(subject, action, subaction, seed=0, scale=1.0, rooms="lab", 
     grid = np.arange(0, len(m["joints"]), bank_step(bank_rate_hz))
     n = frames_per_sequence(scale)
     if n > len(grid):
-        raise ValueError(f"{subject} {action} {subaction}: {n} image frames (scale {scale:g}) do not fit on "
-                         f"the {len(grid)} frames of its {bank_rate_hz:g} Hz pose bank; lower the scale or "
-                         f"raise the bank rate")
+        raise DatasetError(f"{subject} {action} {subaction}: {n} image frames (scale {scale:g}) do not fit on "
+                           f"the {len(grid)} frames of its {bank_rate_hz:g} Hz pose bank; lower the scale or "
+                           f"raise the bank rate")
     step = len(grid) / n
     picks = (rng.uniform(0, step) + step * np.arange(n)).astype(np.int64)   # distinct: step >= 1
     room, lights = scene(seed, rooms, subject, action, subaction)

@@ -3,6 +3,7 @@ import numpy as np
 
 from data import h36m
 from data.dataset import IMAGE_SIZE, PoseDataset
+from data.files import save_figure
 from data.synth.generator import FRAMES_PER_SEQUENCE, render_sequence
 
 
@@ -52,6 +53,4 @@ def preview(png_path, data=None, seed=0, n_rows=5, n_cols=9, rooms="lab"):
             ax.plot(p[[j, parent], 0], p[[j, parent], 1], "-", color=colour, lw=1.0, alpha=0.8)
         ax.set_title(label, fontsize=6.5)
     fig.subplots_adjust(left=0.01, right=0.99, top=0.97, bottom=0.01, wspace=0.04, hspace=0.18)
-    fig.savefig(png_path, dpi=100)
-    plt.close(fig)
-    return png_path
+    return save_figure(fig, png_path, dpi=100)

@@ -142,6 +142,19 @@ def test_malformed_fields_are_named(tiny_path, edit, field, text):
     _assert_rejected(tiny_path, edit, field, text)
 
 
+def test_stored_numbers_read_as_numbers(tiny_path):
+    # a NumPy scalar shows as 2, not np.int64(2)
+    _assert_rejected(tiny_path, _set_attr("format_version", np.int64(2)), "format_version", "expected 1, got 2")
+    with pytest.raises(DatasetError, match=r"expected 1, got 2$"):
+        PoseDataset(tiny_path)
+
+
+def test_writer_errors_name_the_file(tmp_path):
+    (tmp_path / "file").write_text("")
+    with pytest.raises(DatasetError, match=r"x.h5: cannot write the dataset file \(not a directory: .*file\)$"):
+        DatasetWriter(tmp_path / "file" / "x.h5", source="synthetic")
+
+
 def _assert_rejected(path, edit, field, text):
     """After `edit`, opening `path` fails with one line naming `field` and containing `text`."""
     with PoseDataset(path):

@@ -132,6 +132,21 @@ def test_cli_rejects_bad_arguments(argv, capsys):
     assert e.value.code == 2
 
 
+def test_cli_write_failures_name_the_file(tmp_path, capsys):
+    # an --out or a --preview under a regular file: one line, exit 1
+    from tests.data.conftest import write_tiny_dataset
+    data = write_tiny_dataset(tmp_path / "d.h5", n_per=1, image_size=16)
+    (tmp_path / "file").write_text("")
+    for argv, message in ((["--out", str(tmp_path / "file" / "x.h5"), "--scale", "0.1", "--workers", "1"],
+                           f"{tmp_path / 'file' / 'x.h5'}: cannot write the dataset file (not a directory: "
+                           f"{tmp_path / 'file'})"),
+                          (["--preview", str(tmp_path / "file" / "p.png"), "--data", data],
+                           f"{tmp_path / 'file' / 'p.png'}: cannot write (not a directory: {tmp_path / 'file'})")):
+        assert main(argv) == 1
+        err = capsys.readouterr().err.strip().splitlines()
+        assert len(err) == 1 and err[0].startswith(f"error: {message}"), err
+
+
 # ---------------------------------------------------------------- the pose bank
 def test_bank_holds_the_motion_at_its_rate_from_every_camera(tiny_synth):
     _, path = tiny_synth
