@@ -76,6 +76,11 @@ def validate_config(cfg):
         raise TrainingError(str(err)) from None
     if not subjects:
         raise TrainingError("--subjects: no training subject given")
+    for action in cfg.actions:          # known names before any data is read or generated
+        try:
+            h36m.canonical_action(action)
+        except ValueError as err:
+            raise TrainingError(f"--actions: {err}") from None
 
 
 class Trainer:

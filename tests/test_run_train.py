@@ -26,6 +26,7 @@ def test_bad_flags_exit_2(capsys):
     (["--candidates", "0"], "--candidates (C) must be >= 1"),
     (["--dropout", "1.5"], "--dropout"),
     (["--ls-min", "1", "--ls-max", "0.5"], "line-search grid"),
+    (["--actions", "Walking,Dancing"], "unknown action 'Dancing'"),    # found before any data is generated
 ])
 def test_bad_settings_are_one_line_errors(argv, message, tmp_path, capsys):
     code, err = _run(argv + ["--out", str(tmp_path / "run")], capsys)
