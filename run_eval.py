@@ -1,12 +1,14 @@
 #!/usr/bin/env python
 """Evaluate a trained StructNet on the test subjects: Table 1 (MPJPE per action, mean (std)),
-P-MPJPE, the training-set alignment statistic, Figures 3-4 and multiple hypotheses.
+P-MPJPE, N-MPJPE, best-of-k, the training-set alignment statistic, Figures 3-4, multiple
+hypotheses, retrieval (Hit@k) and a VideoPose3D-style export.
 
     python run_eval.py                                  # runs/latest, S9 and S11, every mode
     python run_eval.py --mode apf --A 500
     python run_eval.py --mode max,avg,apf,pred --json results.json
     python run_eval.py --sweep-A auto --figures figs/     # Figure 3 at 0.05% ... 5% of the bank
     python run_eval.py --export-topk 10 topk.npz --max-images 500
+    python run_eval.py --retrieval --export-vp3d preds.npz
 
 Modes: max (StructNet-Max), avg (StructNet-Avg(A)), apf (StructNet-Avg(A)-APF), pred
 (StructNet-Pred), hml (DconvMP-HML, the pre-training network of the same run) are the paper's;
@@ -21,7 +23,7 @@ from data import flags, h36m
 from data.dataset import DatasetError
 from nn.backend import GPUUnavailable, keep_freed_memory
 from structlearn.checkpoint import CheckpointError
-from structlearn.evaluate import MODES, SWEEP_SHARES, parse_modes
+from structlearn.evaluate import MODES, PREFERRED, SWEEP_SHARES, parse_modes
 from structlearn.protocol import EvalConfig, run_evaluation
 from structlearn.trained_run import EvalError
 
@@ -32,6 +34,11 @@ DEFAULT_MODES = ",".join(D.modes)
 def sweep_arg(text):
     """--sweep-A: 'auto' (the shares structlearn.evaluate.SWEEP_SHARES of the bank) or a list of A."""
     return "auto" if text.strip().lower() == "auto" else flags.int_list(text)
+
+
+def best_of_arg(text):
+    """--best-of: comma-separated k, or '' for none."""
+    return flags.int_list(text) if text.strip() else ()
 
 
 def build_parser():
@@ -67,6 +74,14 @@ def build_parser():
                         "the bank); auto = A at " + ", ".join(f"{100 * s:g}%%" for s in SWEEP_SHARES) + " of the bank")
     g.add_argument("--export-topk", nargs=2, metavar=("K", "FILE"), default=None,
                    help="write the K best-scoring bank poses and their scores per test image to FILE (.npz)")
+    g.add_argument("--best-of", type=best_of_arg, default=D.best_of, metavar="K1,K2,...",
+                   help="best-of-k MPJPE over the k highest-scoring bank poses (the multi-hypothesis oracle) for these "
+                        "k; '' = none (default: " + ",".join(map(str, D.best_of)) + ")")
+    g.add_argument("--retrieval", action="store_true",
+                   help="Hit@1,10,20 of image-to-pose retrieval over the bank and of cross-view retrieval of the test "
+                        "images (an all-pairs pass over the test images)")
+    g.add_argument("--retrieval-mm", type=flags.positive_float, default=D.retrieval_mm,
+                   help="a retrieval hit: P-MPJPE within this many mm of the query's pose (default: %(default)s)")
     g.add_argument("--train-images", type=flags.non_negative_int, default=D.train_images,
                    help="training images (evenly spaced) for the alignment statistic and Figure 4; 0 = skip "
                         "(default: %(default)s)")
@@ -81,6 +96,9 @@ def build_parser():
     g.add_argument("--json", default="", metavar="FILE", help="write the results as JSON (docs/eval.md)")
     g.add_argument("--figures", default="", metavar="DIR",
                    help="write Figure 4 (embedding) and predicted-vs-true skeletons (and Figure 3 with --sweep-A)")
+    g.add_argument("--export-vp3d", default="", metavar="FILE",
+                   help="write the predictions (the first evaluated of " + ", ".join(PREFERRED) + ") as a "
+                        "VideoPose3D-style .npz: positions_3d {subject: {action: [array per camera]}}, metres")
     g.add_argument("--no-progress", action="store_true", help="no progress bars")
     return p
 
@@ -126,8 +144,9 @@ def parse_config(argv=None):
                       device=args.device, batch_size=args.batch_size, bank_chunk=args.bank_chunk,
                       cache=not args.no_cache, modes=modes, modes_explicit=args.mode != DEFAULT_MODES, A=A,
                       sweep=args.sweep_A, export_k=export_k, export_path=export_path,
-                      train_images=args.train_images, apf=apf, json_path=args.json, figures_dir=args.figures,
-                      progress=not args.no_progress)
+                      train_images=args.train_images, best_of=args.best_of, retrieval=args.retrieval,
+                      retrieval_mm=args.retrieval_mm, vp3d_path=args.export_vp3d, apf=apf, json_path=args.json,
+                      figures_dir=args.figures, progress=not args.no_progress)
 
 
 def main(argv=None):

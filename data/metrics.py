@@ -6,7 +6,10 @@ Protocols:
     protocol of the paper passes root-relative poses (joint 0 subtracted) with all 17 joints,
     the root included (it then contributes 0).
   * P-MPJPE: MPJPE after the similarity Procrustes alignment (rotation, translation and uniform
-    scale; no reflection) of the prediction onto the ground truth, per pose.
+    scale; no reflection) of the prediction onto the ground truth, per pose ("Protocol #2").
+  * N-MPJPE (Rhodin et al. CVPR 2018; VideoPose3D's common/loss.py n_mpjpe): MPJPE after the
+    least-squares scale of the prediction about the origin (no rotation, no translation), per
+    pose; on root-relative poses that scale is about the root.
 Averages over a test set (per frame or per action) are the caller's choice and must be stated.
 """
 import numpy as np
@@ -98,6 +101,20 @@ def procrustes_align(pred, gt):
     norm2 = np.sum(x * x, axis=(-1, -2))
     scale = sv.sum(axis=-1) / np.maximum(norm2, 1e-300)            # trace(S D) / |x|^2
     return scale[..., None, None] * (x @ np.swapaxes(rot, -1, -2)) + mu_g
+
+
+def n_mpjpe(pred, gt):
+    """N-MPJPE: MPJPE of s * pred with s = <pred, gt> / <pred, pred> over the joints of each pose,
+    the scale minimising sum_j |s pred_j - gt_j|^2: (...,J,3), (...,J,3) -> (...,).
+
+    The protocol passes root-relative poses (as MPJPE); a pose of zeros gets s = 0.
+    """
+    pred, gt = _check_pair(pred, gt)
+    pred, gt = pred.astype(np.float64), gt.astype(np.float64)    # as p_mpjpe
+    dot = np.sum(pred * gt, axis=(-1, -2))
+    norm2 = np.sum(pred * pred, axis=(-1, -2))
+    scale = np.where(norm2 > 0, dot / np.where(norm2 > 0, norm2, 1), 0)
+    return mpjpe(scale[..., None, None] * pred, gt)
 
 
 def p_mpjpe(pred, gt):

@@ -16,10 +16,13 @@ Modes (predictions per test image; poses root-relative, mm, 17 joints):
                                    the test subject's skeleton: keeps the bone directions of the
                                    average, restores its bone lengths
 
-Metrics (data.metrics): MPJPE (eq. 8) and P-MPJPE (after a similarity Procrustes alignment) per
-frame; per action: mean, standard deviation over frames (ddof 0) and frame count; overall: the
-mean over all frames ("all frames") and the unweighted mean of the per-action means ("action
-mean"). Both are reported because papers differ.
+Metrics (data.metrics): MPJPE (eq. 8, Protocol #1), P-MPJPE (after a similarity Procrustes
+alignment, Protocol #2) and N-MPJPE (after the least-squares scale) per frame; per action: mean,
+standard deviation over frames (ddof 0) and frame count; overall: the mean over all frames ("all
+frames") and the unweighted mean of the per-action means ("action mean"). Both are reported
+because papers differ. Over StructNet's ranking of the bank (structlearn.retrieval): best-of-k
+MPJPE (the multi-hypothesis oracle) and, with retrieval, Hit@k of the bank poses and of the
+cross-view retrieval of test images.
 """
 import os
 import sys
@@ -34,17 +37,25 @@ from data import h36m
 from data.dataset import DatasetError, PoseDataset, root_relative
 from data.h36m import N_JOINTS
 from data.loader import BatchLoader
-from data.metrics import mpjpe, p_mpjpe
+from data.metrics import mpjpe, n_mpjpe, p_mpjpe
 from data.skeleton import Skeleton
 from nn import backend
 
 from .bank import check_normalizer, load_or_build_bank, nearest_pose, training_poses
 from .inference import average_prefixes, image_outputs, pose_embeddings, regression_outputs, to_host, top_k_scores
+from .retrieval import (RETRIEVAL_KS, RETRIEVAL_MM, best_of_k, cross_view, image_to_pose, ranked_pmpjpe,
+                        threshold_rule)
 from .trained_run import EvalError, LoadedModel, load_for_eval, resolve_run
 
 MODES = ("max", "avg", "apf", "ik", "pred", "hml")
 PAPER_MODES = ("max", "avg", "apf", "pred", "hml")
 USES_A = ("avg", "apf", "ik")
+# the prediction a run shows when it shows one (the skeleton figure, --export-vp3d): the paper's
+# valid-pose variant first
+PREFERRED = ("apf", "avg", "ik", "max", "pred", "hml")
+# per-frame errors, by their JSON key: Protocol #1, Protocol #2, scale-aligned
+METRICS = {"mpjpe": mpjpe, "pmpjpe": p_mpjpe, "n_mpjpe": n_mpjpe}
+BEST_OF = (1, 5, 10, 20, 50)  # --best-of default: k of the best-of-k MPJPE over the top-k bank poses
 A_FRACTION = 0.005          # the paper's A = 500 is ~0.5% of its ~100k training poses (Sec. 5.4)
 # --sweep-A auto (Figure 3): A as these shares of the bank, around the paper's 0.5% (its Figure 3
 # spans A = 1 to 1,500 of ~100k poses, and the error "stabilizes between A = 500 and A = 1000")
@@ -78,6 +89,11 @@ def default_A(bank_size):
     return int(max(1, min(bank_size, round(A_FRACTION * bank_size))))
 
 
+def clipped(values, bank_size):
+    """Counts of bank poses (A, k) clipped to [1, bank_size], sorted, unique."""
+    return tuple(sorted({int(min(max(1, int(a)), bank_size)) for a in values}))
+
+
 def sweep_values(sweep, bank_size):
     """The A of a sweep: sweep is "auto" (SWEEP_SHARES of the bank, each rounded, at least 1,
     duplicates dropped) or a sequence of A; every A clipped to the bank size, sorted, unique."""
@@ -85,7 +101,12 @@ def sweep_values(sweep, bank_size):
         if sweep != "auto":
             raise ValueError(f"sweep: expected 'auto' or a list of A, got {sweep!r}")
         sweep = [round(s * bank_size) for s in SWEEP_SHARES]
-    return tuple(sorted({int(min(max(1, int(a)), bank_size)) for a in sweep}))
+    return clipped(sweep, bank_size)
+
+
+def frame_errors(pred, gt):
+    """{metric: (N,) per-frame error} of predictions (N, 17, 3) for every metric of METRICS."""
+    return {name: f(pred, gt) for name, f in METRICS.items()}
 
 
 # ============================================================================ aggregation
@@ -157,7 +178,12 @@ class EvalOutput:
     A: int
     mpjpe: dict = field(default_factory=dict)      # mode -> (N,)
     pmpjpe: dict = field(default_factory=dict)     # mode -> (N,)
-    sweep: dict = field(default_factory=dict)      # A -> {"mpjpe": (N,), "pmpjpe": (N,)}
+    n_mpjpe: dict = field(default_factory=dict)    # mode -> (N,)
+    sweep: dict = field(default_factory=dict)      # A -> {"mpjpe": (N,), "pmpjpe": (N,), "n_mpjpe": (N,)}
+    best_of: dict = field(default_factory=dict)    # k -> (N,) MPJPE of the best of the k top-scoring bank poses
+    retrieval: dict = None                         # {"threshold_mm", "rule", "ks", "image_to_pose", "cross_view"}
+    predictions: dict = field(default_factory=dict)  # mode -> (N, 17, 3) for the keep_mode of run()
+    gt: np.ndarray = None                          # (N, 17, 3) root-relative ground truth, mm
     topk: dict = None                              # {"scores": (N,k), "bank_index": (N,k)}
     kept: dict = field(default_factory=dict)       # mode -> (len(keep), 17, 3) for the rows in keep
     kept_gt: np.ndarray = None
@@ -275,22 +301,27 @@ class Evaluator:
         return out
 
     def run(self, idx, modes, A, sweep=(), export_k=0, apf_config=APFConfig(), batch_size=256, chunk=16384,
-            keep_rows=(), progress=True):
+            keep_rows=(), progress=True, best_of=(), retrieval=False, retrieval_mm=RETRIEVAL_MM, keep_mode=None):
         """One streaming pass over the test rows idx; returns an EvalOutput.
 
-        Per batch: the image network, top-k over the bank (k = the largest of A, the sweep's A and
-        export_k), then every mode's prediction and its per-frame errors. The APF runs after the
-        pass, per test subject, in slices of APF_SLICE images (its seeds depend on the position in
-        the slice, so results do not depend on batch_size). Memory: batch x (chunk + k) scores, and
-        O(N) per-frame outputs.
+        Per batch: the image network, top-k over the bank (k = the largest of A, the sweep's A,
+        export_k, best_of and, with retrieval, max(RETRIEVAL_KS)), then every mode's prediction and
+        its per-frame errors, the best-of-k MPJPE over the k best poses and their P-MPJPE (for
+        Hit@k). The APF runs after the pass, per test subject, in slices of APF_SLICE images (its
+        seeds depend on the position in the slice, so results do not depend on batch_size).
+        retrieval also keeps f_I (N, D) for the cross-view retrieval after the pass; keep_mode
+        keeps that mode's predictions (N, 17, 3). Memory: batch x (chunk + k) scores, and O(N)
+        per-frame outputs.
         """
         modes = tuple(modes)
         M = self.bank_size
         A = min(int(A), M)
         sweep = sweep_values(sweep, M)
-        kmax = max([A if set(modes) & set(USES_A) else 1, *sweep, int(export_k), 1])
+        best_of = clipped(best_of, M) if len(best_of) else ()
+        ranked_k = min(max([*best_of, max(RETRIEVAL_KS) if retrieval else 0]), M)   # ranked poses scored per image
+        kmax = max([A if set(modes) & set(USES_A) else 1, *sweep, int(export_k), ranked_k, 1])
         kmax = min(kmax, M)
-        use_bank = bool(set(modes) & {"max", *USES_A} or sweep or export_k)
+        use_bank = bool(set(modes) & {"max", *USES_A} or sweep or export_k or ranked_k)
         meta = self.dataset.metadata(idx)
         out = EvalOutput(rows=np.asarray(idx), subjects=meta["subject"], actions=meta["action"], A=A, bank_size=M)
         N = len(idx)
@@ -298,9 +329,12 @@ class Evaluator:
             raise EvalError("mode hml requested but the DconvMP-HML network was not loaded (Evaluator(hml=True))")
         need_skel = {"apf", "ik"} & set(modes)
         skel = self.skeletons(sorted(set(out.subjects.tolist()), key=h36m.ALL_SUBJECTS.index)) if need_skel else {}
-        errs = {m: np.empty(N, np.float64) for m in modes}
-        perrs = {m: np.empty(N, np.float64) for m in modes}
-        sw = {a: {"mpjpe": np.empty(N), "pmpjpe": np.empty(N)} for a in sweep}
+        errs = {name: {m: np.empty(N, np.float64) for m in modes} for name in METRICS}
+        sw = {a: {name: np.empty(N) for name in METRICS} for a in sweep}
+        best = np.empty((N, len(best_of)))
+        pose_errs = np.empty((N, min(max(RETRIEVAL_KS), M))) if retrieval else None   # P-MPJPE of the top poses
+        f_I_all = [] if retrieval else None
+        keep_all = np.empty((N, N_JOINTS, 3), np.float32) if keep_mode in modes else None
         if export_k:
             out.topk = {"scores": np.empty((N, min(export_k, M)), np.float32),
                         "bank_index": np.empty((N, min(export_k, M)), np.int64)}
@@ -315,7 +349,8 @@ class Evaluator:
         apf_targets = np.empty((N, N_JOINTS, 3), np.float32) if "apf" in modes else None
         apf_inits = np.empty((N, N_JOINTS, 3), np.float32) if "apf" in modes else None
         gts = np.empty((N, N_JOINTS, 3), np.float32)
-        timing = {"network": 0.0, "bank": 0.0, "hml": 0.0, "ik": 0.0, "apf": 0.0, "floor": 0.0}
+        timing = {"network": 0.0, "bank": 0.0, "hml": 0.0, "ik": 0.0, "apf": 0.0, "floor": 0.0, "ranked": 0.0,
+                  "retrieval": 0.0}
         top1 = set()
 
         loader = _loader(self.dataset, self.model, idx, batch_size)
@@ -334,6 +369,8 @@ class Evaluator:
             images = self._dev(batch.images)
             f_I, f_P = image_outputs(self.model.net, self.model.params, images)
             timing["network"] += time.perf_counter() - t
+            if retrieval:
+                f_I_all.append(to_host(f_I))
             t = time.perf_counter()
             preds = {}
             if use_bank:
@@ -370,11 +407,21 @@ class Evaluator:
                 apf_targets[sl] = avgs[A]
                 apf_inits[sl] = self.bank.poses[top_i[:, 0]]
             for m, p in preds.items():
-                errs[m][sl] = mpjpe(p, gt)
-                perrs[m][sl] = p_mpjpe(p, gt)
+                for name, e in frame_errors(p, gt).items():
+                    errs[name][m][sl] = e
             for a in sweep:
-                sw[a]["mpjpe"][sl] = mpjpe(avgs[a], gt)
-                sw[a]["pmpjpe"][sl] = p_mpjpe(avgs[a], gt)
+                for name, e in frame_errors(avgs[a], gt).items():
+                    sw[a][name][sl] = e
+            t = time.perf_counter()
+            if best_of:
+                ranked = self.bank.poses[top_i[:, :ranked_k]]                      # (n, k, 17, 3)
+                e = best_of_k(mpjpe(ranked, np.broadcast_to(gt[:, None], ranked.shape)), best_of)
+                best[sl] = np.stack([e[k] for k in best_of], axis=1)
+            if retrieval:
+                pose_errs[sl] = ranked_pmpjpe(self.bank.poses, top_i[:, :pose_errs.shape[1]], gt)
+            timing["ranked"] += time.perf_counter() - t
+            if keep_all is not None and keep_mode in preds:
+                keep_all[sl] = preds[keep_mode]
             here = np.flatnonzero((keep_pos >= start) & (keep_pos < start + n))
             kept_gt[here] = gt[keep_pos[here] - start]
             for m, p in preds.items():
@@ -387,10 +434,24 @@ class Evaluator:
             t = time.perf_counter()
             apf = self._apf(out.subjects, apf_targets, apf_inits, skel, apf_config, progress)
             timing["apf"] = time.perf_counter() - t
-            errs["apf"] = mpjpe(apf, gts)
-            perrs["apf"] = p_mpjpe(apf, gts)
+            for name, e in frame_errors(apf, gts).items():
+                errs[name]["apf"] = e
             kept["apf"] = apf[keep_pos].astype(np.float32)
-        out.mpjpe, out.pmpjpe, out.sweep = errs, perrs, sw
+            if keep_mode == "apf":
+                keep_all[:] = apf
+        out.mpjpe, out.pmpjpe, out.n_mpjpe, out.sweep = errs["mpjpe"], errs["pmpjpe"], errs["n_mpjpe"], sw
+        out.best_of = {k: best[:, j] for j, k in enumerate(best_of)}
+        out.gt = gts
+        if keep_all is not None:
+            out.predictions = {keep_mode: keep_all}
+        if retrieval:
+            t = time.perf_counter()
+            out.retrieval = {"threshold_mm": float(retrieval_mm), "rule": threshold_rule(retrieval_mm),
+                             "ks": list(RETRIEVAL_KS),
+                             "image_to_pose": image_to_pose(pose_errs, meta["camera"], M, RETRIEVAL_KS, retrieval_mm),
+                             "cross_view": cross_view(np.concatenate(f_I_all), gts, meta["camera"], RETRIEVAL_KS,
+                                                      retrieval_mm, batch_size, chunk)}
+            timing["retrieval"] = time.perf_counter() - t
         out.kept, out.kept_gt, out.keep_rows = kept, kept_gt, keep_rows
         out.seconds = timing
         out.distinct_top1 = len(top1)

@@ -6,6 +6,7 @@ figure4         the learned embedding (Figure 4): (a) the two highest-variance d
                 (b) the same two dimensions of the pose embedding with the average pose of each
                 region, (c), (d) the same on the first two principal components
 skeleton_figure predicted versus ground-truth skeletons for a few test images
+best_of_figure  best-of-k MPJPE over StructNet's k top-scoring bank poses against k
 learning_curves the --eval-every records of structlearn.curves against max-margin epochs
 
 Pose drawings use the paper's colours: right arm red, right leg orange, left arm purple, left
@@ -290,6 +291,33 @@ def skeleton_figure(path, images, joints2d, gt, preds, titles):
     fig.suptitle("Predicted versus ground-truth skeletons (mm, root-relative; on the image the predictions "
                  "are placed at the true root)", fontsize=11, y=1 - 0.06 / height)
     fig.tight_layout(rect=(0, 0, 1, 1 - 0.9 / height))
+    return save_figure(fig, path)
+
+
+# ============================================================================ best-of-k
+def best_of_figure(path, best_of, floor=None, refs=None):
+    """Best-of-k MPJPE against k (log): best_of the JSON's context.best_of ({"k",
+    "mpjpe_all_frames", "mpjpe_action_mean"} per k), floor the bank floor (the limit as k reaches
+    the bank), refs {label: MPJPE} horizontal references (StructNet-Max, Avg(A))."""
+    k = np.array([b["k"] for b in best_of])
+    fig, ax = plt.subplots(figsize=(6.4, 4.4), dpi=120)
+    ax.plot(k, [b["mpjpe_all_frames"] for b in best_of], "o-", color="#1f77b4", label="best of k, mean over frames")
+    ax.plot(k, [b["mpjpe_action_mean"] for b in best_of], "s--", color="#ff7f0e",
+            label="best of k, mean over actions")
+    if floor is not None:
+        ax.axhline(floor, color="k", ls="--", lw=1, label="bank floor (nearest bank pose)")
+    for (label, value), ls in zip((refs or {}).items(), (":", "-.", (0, (1, 3)))):
+        ax.axhline(value, color="0.5", ls=ls, lw=1, label=label)
+    ax.set_xscale("log")
+    ax.set_xticks(k)
+    ax.set_xticklabels([str(v) for v in k])
+    ax.minorticks_off()
+    ax.set_xlabel("k (top-scoring bank poses considered)")
+    ax.set_ylabel("MPJPE (mm) of the best of them")
+    ax.set_title("Multiple hypotheses: best-of-k MPJPE over StructNet's ranking", fontsize=11)
+    ax.grid(True, which="both", alpha=0.3)
+    ax.legend(fontsize=8)
+    fig.tight_layout()
     return save_figure(fig, path)
 
 

@@ -1,7 +1,7 @@
 """The paper's evaluation protocol end to end (Sec. 5.2, Table 1, Figures 3-4), run_eval.py's work:
 EvalConfig says what to evaluate and where the results go; run_evaluation loads the run, makes
 one streaming pass over the test images (structlearn.evaluate), prints the tables and writes
-the JSON, the top-k export and the figures (structlearn.report)."""
+the JSON, the top-k and VideoPose3D exports and the figures (structlearn.report)."""
 import os
 from dataclasses import asdict, dataclass, field
 
@@ -9,7 +9,8 @@ from apf import APFConfig
 from data import h36m
 
 from . import report
-from .evaluate import MODES, Evaluator, default_A, summarize, sweep_values
+from .evaluate import BEST_OF, MODES, PREFERRED, Evaluator, default_A, method_name, summarize, sweep_values
+from .retrieval import RETRIEVAL_MM
 from .trained_run import EvalError, resolve_run
 
 
@@ -35,6 +36,11 @@ class EvalConfig:
     export_k: int = 0                  # write the export_k best bank poses per test image ...
     export_path: str = ""              # ... to this .npz (report.save_topk); export_k 0 = no export
     train_images: int = 2000           # training images for the alignment statistic and Figure 4; 0 = skip
+    best_of: tuple = BEST_OF           # k of the best-of-k MPJPE over the k top-scoring bank poses; () = none
+    retrieval: bool = False            # Hit@k of image-to-pose and cross-view retrieval (an all-pairs pass)
+    retrieval_mm: float = RETRIEVAL_MM  # ... a hit: P-MPJPE within this many mm of the query's pose
+    vp3d_path: str = ""                # the predictions (of the first of evaluate.PREFERRED) in VideoPose3D's
+                                       # layout (data.vp3d); "" = none
     apf: APFConfig = field(default_factory=APFConfig)   # StructNet-Avg(A)-APF (docs/apf.md)
     # output
     json_path: str = ""                # the result objects as JSON (docs/eval.md); "" = none
@@ -44,14 +50,14 @@ class EvalConfig:
 
     def __post_init__(self):
         self.subjects = h36m.parse_subjects(self.subjects)
-        self.actions, self.modes = tuple(self.actions), tuple(self.modes)
+        self.actions, self.modes, self.best_of = tuple(self.actions), tuple(self.modes), tuple(self.best_of)
         self.sweep = self.sweep if self.sweep == "auto" else tuple(self.sweep)
         if self.export_k and not self.export_path:
             raise ValueError("export_k needs an export_path")
 
     def to_dict(self):
         d = asdict(self)
-        for k in ("subjects", "actions", "modes", "sweep"):
+        for k in ("subjects", "actions", "modes", "sweep", "best_of"):
             d[k] = d[k] if isinstance(d[k], str) else list(d[k])
         d["apf"]["stages"] = list(d["apf"]["stages"])
         return d
@@ -92,12 +98,15 @@ def run_evaluation(cfg, log=print):
     test_meta = ev.dataset.metadata(idx)
     keep = report.skeleton_rows(idx, test_meta["subject"], test_meta["action"]) if cfg.figures_dir else ()
     sweep = sweep_values(cfg.sweep, M) if cfg.sweep else ()
-    for name, values in (("--sweep-A", () if cfg.sweep == "auto" else cfg.sweep), ("--export-topk", [cfg.export_k])):
+    for name, values in (("--sweep-A", () if cfg.sweep == "auto" else cfg.sweep), ("--export-topk", [cfg.export_k]),
+                         ("--best-of", cfg.best_of)):
         over = [str(a) for a in values if a > M]
         if over:
             say(f"note: {name} {','.join(over)} clipped to the {M}-pose bank")
+    vp3d_mode = next(m for m in PREFERRED if m in modes) if cfg.vp3d_path else None
     output = ev.run(idx, modes, A, sweep=sweep, export_k=cfg.export_k, apf_config=cfg.apf,
-                    batch_size=cfg.batch_size, chunk=cfg.bank_chunk, keep_rows=keep, progress=cfg.progress)
+                    batch_size=cfg.batch_size, chunk=cfg.bank_chunk, keep_rows=keep, progress=cfg.progress,
+                    best_of=cfg.best_of, retrieval=cfg.retrieval, retrieval_mm=cfg.retrieval_mm, keep_mode=vp3d_mode)
     align = None
     if cfg.train_images > 0:
         align = ev.alignment(cfg.train_images, cfg.batch_size, cfg.bank_chunk, keep_embeddings=bool(cfg.figures_dir),
@@ -109,6 +118,8 @@ def run_evaluation(cfg, log=print):
                "A_rule": rule, "max_images": cfg.max_images, "distinct_top1": output.distinct_top1,
                "mean_pose_mpjpe": output.mean_pose_mpjpe,
                "bank_floor": _floor_context(output),
+               "best_of": report.best_of_results(output),
+               "retrieval": output.retrieval,
                "test_rows_first_last": [int(idx[0]), int(idx[-1])],
                "apf": asdict(cfg.apf) if "apf" in modes else None,
                "train_alignment": {k: v for k, v in align.items() if k not in ("f_I", "f_J", "poses", "rows")}
@@ -123,6 +134,10 @@ def run_evaluation(cfg, log=print):
     if cfg.export_k:
         report.save_topk(cfg.export_path, output, ev.bank, cfg.export_k, ev.dataset)
         say(f"wrote {cfg.export_path}: top-{min(cfg.export_k, M)} poses and scores of {len(idx)} test images")
+    if cfg.vp3d_path:
+        report.save_vp3d(cfg.vp3d_path, output, vp3d_mode, ev.dataset)
+        say(f"wrote {cfg.vp3d_path}: {method_name(vp3d_mode, A)} poses of {len(idx)} test images in "
+            "VideoPose3D's layout (positions_3d, metres)")
     fig_dir = cfg.figures_dir or (os.path.join(os.path.dirname(ev.model_path), "eval") if cfg.sweep else "")
     if fig_dir:
         for path in report.write_figures(ev, output, modes, results, align, fig_dir, sweep, bool(cfg.figures_dir),

@@ -1,6 +1,7 @@
-"""What an evaluation prints and writes: Table 1 and the P-MPJPE table as text, the result
-objects of --json (schema: docs/eval.md), the top-k export (multiple hypotheses) and which
-figures are drawn from what (the drawing itself: structlearn.figures)."""
+"""What an evaluation prints and writes: Table 1 (Protocol #1), the P-MPJPE (Protocol #2) and
+N-MPJPE tables, best-of-k and retrieval as text, the result objects of --json (schema:
+docs/eval.md), the top-k and VideoPose3D exports and which figures are drawn from what (the
+drawing itself: structlearn.figures)."""
 import json
 import os
 
@@ -9,35 +10,56 @@ import numpy as np
 from data import h36m
 from data.dataset import root_relative
 from data.files import write_text_atomic
+from data.vp3d import save_positions_3d
 from nn.params import save_npz_atomic
 
-from .evaluate import PAPER_MODES, USES_A, method_name, summarize
+from .evaluate import METRICS, PAPER_MODES, PREFERRED, USES_A, method_name, summarize
+
+TITLES = {"mpjpe": "Table 1, Protocol #1 (MPJPE), mm, on {subjects}: mean (std) over the frames of each action",
+          "pmpjpe": "Protocol #2 (P-MPJPE), mm, after a similarity Procrustes alignment per frame: mean (std) over "
+                    "frames",
+          "n_mpjpe": "N-MPJPE (scale-aligned), mm, after the least-squares scale per frame: mean (std) over frames"}
 
 
 # ============================================================================ result objects
+def metric_fields(name, values, actions):
+    """The JSON fields of one per-frame metric (N,): name (per action {"mean", "std", "n"}),
+    name_all_frames, name_all_frames_std, name_action_mean."""
+    m = summarize(values, actions)
+    return {name: m["per_action"], f"{name}_all_frames": m["all_frames"],
+            f"{name}_all_frames_std": m["all_frames_std"], f"{name}_action_mean": m["action_mean"]}
+
+
 def mode_results(output, modes, subjects, context=None):
     """The JSON objects of run_eval --json: one per mode, then one per sweep value of A (mode
     "avg", "sweep": true). See docs/eval.md for the schema."""
     objs = []
 
-    def obj(mode, A, e, pe, sweep=False):
-        m, pm = summarize(e, output.actions), summarize(pe, output.actions)
+    def obj(mode, A, errors, sweep=False):
+        fields = {}
+        for name in METRICS:          # an output without a metric (older callers) leaves its keys out
+            if name in errors:
+                fields.update(metric_fields(name, errors[name], output.actions))
         return {"mode": mode, "method": method_name(mode, A), "in_paper": mode in PAPER_MODES,
                 "A": A, "A_share": A / output.bank_size if A and output.bank_size else None, "sweep": sweep,
                 "subjects": list(subjects),
-                "actions": list(m["per_action"]), "n_frames": m["n"],
-                "mpjpe": m["per_action"], "mpjpe_all_frames": m["all_frames"],
-                "mpjpe_all_frames_std": m["all_frames_std"], "mpjpe_action_mean": m["action_mean"],
-                "pmpjpe": pm["per_action"], "pmpjpe_all_frames": pm["all_frames"],
-                "pmpjpe_all_frames_std": pm["all_frames_std"], "pmpjpe_action_mean": pm["action_mean"],
-                "context": context or {}}
+                "actions": list(fields["mpjpe"]), "n_frames": int(len(errors["mpjpe"])),
+                **fields, "context": context or {}}
 
     for mode in modes:
         A = output.A if mode in USES_A else (1 if mode == "max" else None)
-        objs.append(obj(mode, A, output.mpjpe[mode], output.pmpjpe[mode]))
+        objs.append(obj(mode, A, {name: getattr(output, name)[mode] for name in METRICS
+                                  if mode in getattr(output, name)}))
     for a, v in output.sweep.items():
-        objs.append(obj("avg", a, v["mpjpe"], v["pmpjpe"], sweep=True))
+        objs.append(obj("avg", a, v, sweep=True))
     return objs
+
+
+def best_of_results(output):
+    """context.best_of of the JSON: per k, {"k", "method": "Best-of-k", "n_frames", "mpjpe",
+    "mpjpe_all_frames", "mpjpe_all_frames_std", "mpjpe_action_mean"} of the best-of-k MPJPE."""
+    return [{"k": int(k), "method": f"Best-of-{k}", "n_frames": int(len(v)),
+             **metric_fields("mpjpe", v, output.actions)} for k, v in output.best_of.items()]
 
 
 # ============================================================================ export
@@ -54,6 +76,15 @@ def save_topk(path, output, bank, k, dataset):
         "subject": meta["subject"].astype(str), "action": meta["action"].astype(str),
         "camera": meta["camera"].astype(str), "frame": meta["frame"],
         "gt": root_relative(dataset.poses(output.rows)).astype(np.float32)})
+
+
+def save_vp3d(path, output, mode, dataset):
+    """The predictions of mode in VideoPose3D's layout (data.vp3d.save_positions_3d, metres),
+    with the ground truth as positions_3d_gt and the mode's name."""
+    save_positions_3d(path, output.predictions[mode], dataset.metadata(output.rows),
+                      extra={"positions_3d_gt": output.gt}, mode=mode,
+                      method=method_name(mode, output.A).rstrip("*"),
+                      coordinates="camera coordinates, root-relative (joint 0 at the origin)")
 
 
 def write_json(path, results):
@@ -86,6 +117,34 @@ def format_table(results, metric="mpjpe", title=""):
     return "\n".join(lines)
 
 
+def format_hits(rows, ks):
+    """A Hit@k table: rows [(label, queries, gallery, {"1": share, ...})] -> text, shares in %."""
+    head = f"{'':<24}{'queries':>8}{'gallery':>9}" + "".join(f"{'Hit@' + str(k):>9}" for k in ks)
+    lines = [head, "-" * len(head)]
+    for label, queries, gallery, hits in rows:
+        lines.append(f"{label:<24}{queries:>8}{gallery:>9}" + "".join(f"{100 * hits[str(k)]:>8.1f}%" for k in ks))
+    return lines
+
+
+def format_retrieval(r):
+    """The retrieval results (EvalOutput.retrieval) as text: image-to-pose over the bank, per query
+    camera, then cross-view per camera pair and over all other cameras."""
+    ks, ip, cv = r["ks"], r["image_to_pose"], r["cross_view"]
+    lines = [f"Retrieval, Hit@k: the share of queries with a hit among their k best-ranked; a hit: {r['rule']}"]
+    lines.append(f"image-to-pose: the {ip['bank_poses']} training bank poses ranked by the score <f_I, f_J>")
+    lines += format_hits([(f"camera {c['camera']}", c["queries"], ip["bank_poses"], c["hit_at_k"])
+                          for c in ip["per_camera"]] + [("All", ip["queries"], ip["bank_poses"],
+                                                          ip["overall"]["hit_at_k"])], ks)
+    lines.append("cross-view (Mitra et al.): the test images of the other cameras ranked by <f_I, f_I'>")
+    rows = [(f"{p['query_camera']} -> {p['gallery_camera']}", p["queries"], p["gallery"], p["hit_at_k"])
+            for p in cv["pairs"]]
+    if cv["overall"] is None:
+        lines.append("(one camera only: no cross-view retrieval)")
+    else:
+        lines += format_hits(rows + [("All -> other cameras", cv["queries"], "", cv["overall"]["hit_at_k"])], ks)
+    return "\n".join(lines)
+
+
 def print_setup(ev, A, A_rule, present, n_images, max_images, say=print):
     """The lines before the evaluation: the model, the pose bank, A and the test set."""
     cfg = ev.model.net.cfg
@@ -103,15 +162,22 @@ def print_setup(ev, A, A_rule, present, n_images, max_images, say=print):
 
 
 def print_results(results, output, align, modes, present, say=print):
-    """Table 1 (MPJPE), the P-MPJPE table, the sweep over A, the alignment statistic and the
-    sanity references (distinct max-score poses, the mean pose's error, the bank floor, timings)."""
+    """Table 1 (Protocol #1, MPJPE), the P-MPJPE and N-MPJPE tables, best-of-k, retrieval, the sweep
+    over A, the alignment statistic and the sanity references (distinct max-score poses, the mean
+    pose's error, the bank floor, timings)."""
     main = [r for r in results if not r["sweep"]]
-    say("")
-    say(format_table(main, "mpjpe", f"Table 1: MPJPE (mm) on {','.join(present)}: mean (std) over the frames "
-                                    f"of each action"))
-    say("")
-    say(format_table(main, "pmpjpe", "P-MPJPE (mm, after a similarity Procrustes alignment per frame): "
-                                     "mean (std) over frames"))
+    for name in METRICS:
+        if name in main[0]:
+            say("")
+            say(format_table(main, name, TITLES[name].format(subjects=",".join(present))))
+    context = main[0]["context"]
+    if context.get("best_of"):
+        say("")
+        say(format_table(context["best_of"], "mpjpe", "Best-of-k MPJPE (mm; the multi-hypothesis oracle): the "
+                                                      "lowest MPJPE among StructNet's k highest-scoring bank poses"))
+    if context.get("retrieval"):
+        say("")
+        say(format_retrieval(context["retrieval"]))
     swept = [r for r in results if r["sweep"]]
     if swept:
         say("")
@@ -162,8 +228,8 @@ def write_figures(ev, output, modes, results, align, figures_dir, sweep, full, s
     """Draw into figures_dir what the evaluation has the data for; returns the paths written.
 
     Figure 3 when A was swept, Figure 4 when the alignment kept the training embeddings, the
-    skeletons when test rows were kept (output.keep_rows). full: --figures was given, so a
-    missing Figure 4 deserves a note.
+    skeletons when test rows were kept (output.keep_rows), best-of-k against k with --figures
+    (full; a missing Figure 4 then deserves a note).
     """
     from . import figures  # matplotlib only when figures are drawn
     os.makedirs(figures_dir, exist_ok=True)
@@ -182,8 +248,13 @@ def write_figures(ev, output, modes, results, align, figures_dir, sweep, full, s
                                        align["f_J"], images, align["poses"], image_mask=mask))
     elif full:
         say("note: Figure 4 needs training images (--train-images > 0); skipped")
+    best = results[0]["context"].get("best_of") if results else None
+    if full and best and len(best) > 1:
+        refs = {r["method"]: r["mpjpe_all_frames"] for r in results if not r["sweep"] and r["mode"] in ("max", "avg")}
+        floor = float(np.mean(output.bank_floor)) if output.bank_floor is not None else None
+        written.append(figures.best_of_figure(os.path.join(figures_dir, "best_of_k.png"), best, floor, refs))
     if len(output.keep_rows):
-        shown = [m for m in ("apf", "avg", "ik", "max", "pred", "hml") if m in modes][:1]
+        shown = [m for m in PREFERRED if m in modes][:1]
         if "max" in modes and shown != ["max"]:
             shown.append("max")
         rows = output.keep_rows

@@ -11,10 +11,11 @@ import pytest
 
 import run_eval
 from data.dataset import PoseDataset, root_relative
+from data.vp3d import load_positions_3d, read_vp3d
 from data.h36m import POSE_DIM
 from data.imagestats import ImageStats
 from data.loader import BatchLoader
-from data.metrics import mpjpe, pairwise_mpjpe
+from data.metrics import mpjpe, p_mpjpe, pairwise_mpjpe
 from nn import backend
 from structlearn.checkpoint import load_checkpoint, save_checkpoint
 from structlearn.config import TrainConfig
@@ -24,6 +25,7 @@ from structlearn.inference import image_outputs, pose_embeddings
 from structlearn.model import load_model, save_model
 from structlearn.network import MultiTaskNet, NetConfig, StructNet
 from tests.data.conftest import write_tiny_dataset
+from tests.structlearn.test_evaluate import _brute_cross_view
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 # 128x128 images downsampled by 4 and centre-cropped to 20x20
@@ -212,6 +214,106 @@ def test_dense_bank_floor_topk_and_auto_sweep(bank_setup, capsys, tmp_path):
     ds.close()
 
 
+def _full_ranking(run, data, subjects):
+    """Without the streaming code: the test images' f_I, the bank of S1, the full score matrix's
+    order (best first), the root-relative ground truth and the test rows."""
+    net, params, meta = load_model(os.path.join(run, "model.npz"))
+    ds = PoseDataset(data)
+    norm, stats = PoseNormalizer.from_dict(meta["normalizer"]), ImageStats.from_dict(meta["image_stats"])
+    bank = root_relative(ds.poses(ds.select(subjects=["S1"])))
+    rows = ds.select(subjects=subjects)
+    batch = next(BatchLoader(ds, rows, 100, train=False, stats=stats, crop=20, downsample=4).epoch(0))
+    f_I, _ = image_outputs(net, params, batch.images)
+    order = np.argsort(-(f_I @ pose_embeddings(net, params, norm.normalize(bank)).T), axis=1)
+    return ds, f_I, bank, order, batch.poses, rows
+
+
+def test_best_of_k_retrieval_and_vp3d_export(setup, capsys, tmp_path):
+    _, data, run = setup
+    ds, f_I, bank, order, gt, rows = _full_ranking(run, data, ["S9"])
+    cameras = ds.metadata(rows)["camera"].astype(str)
+    pose_err = p_mpjpe(bank[order[:, :20]], np.broadcast_to(gt[:, None], (len(gt), 20, 17, 3)))
+    thr = float(np.round(np.median(pose_err), 1))                # a threshold that some queries meet
+    out_json, vp3d, figs = tmp_path / "r.json", tmp_path / "vp3d.npz", tmp_path / "figs"
+    code, out, err = call(["--run", run, "--subjects", "S9", "--mode", "max,avg", "--A", "3", "--best-of", "1,2,5,30",
+                           "--retrieval", "--retrieval-mm", thr, "--json", out_json, "--export-vp3d", vp3d, "--figures",
+                           figs, "--train-images", "0", "--no-progress"], capsys)
+    assert code == 0, err
+    for title in ("Protocol #1 (MPJPE)", "Protocol #2 (P-MPJPE)", "N-MPJPE (scale-aligned)", "Best-of-k MPJPE",
+                  "image-to-pose", "cross-view", "54138969 -> 55011271"):
+        assert title in out
+    assert "--best-of 30 clipped to the 24-pose bank" in out
+    res = json.loads(out_json.read_text())
+    by = {r["mode"]: r for r in res}
+    ctx = res[0]["context"]
+
+    # best-of-k: best-of-1 is StructNet-Max exactly, non-increasing in k, and brute force over the full ranking
+    best = ctx["best_of"]
+    assert [b["k"] for b in best] == [1, 2, 5, 24]
+    assert best[0]["mpjpe"] == by["max"]["mpjpe"] and best[0]["mpjpe_all_frames"] == by["max"]["mpjpe_all_frames"]
+    for a, b in zip(best, best[1:]):
+        assert b["mpjpe_all_frames"] <= a["mpjpe_all_frames"]
+        assert all(b["mpjpe"][x]["mean"] <= a["mpjpe"][x]["mean"] for x in a["mpjpe"])
+    for b in best:
+        k = b["k"]
+        brute = mpjpe(bank[order[:, :k]], np.broadcast_to(gt[:, None], (len(gt), k, 17, 3))).min(axis=1)
+        assert b["mpjpe_all_frames"] == pytest.approx(brute.mean(), rel=1e-5)
+    assert best[-1]["mpjpe_all_frames"] == pytest.approx(ctx["bank_floor"]["mpjpe_all_frames"], rel=1e-5)  # whole bank
+    for r in res:
+        assert r["n_mpjpe_all_frames"] > 0 and set(r["n_mpjpe"]) == set(r["mpjpe"])
+
+    # retrieval: Hit@k non-decreasing in k; image-to-pose and one cross-view query by brute force
+    ret = ctx["retrieval"]
+    assert ret["threshold_mm"] == thr and ret["ks"] == [1, 10, 20] and "given" in ret["rule"]
+    ip, cv = ret["image_to_pose"]["overall"]["hit_at_k"], ret["cross_view"]["overall"]["hit_at_k"]
+    for hits in (ip, cv):
+        assert hits["1"] <= hits["10"] <= hits["20"] and hits["20"] > 0
+    for k in (1, 10, 20):
+        assert ip[str(k)] == pytest.approx((pose_err[:, :k] <= thr).any(axis=1).mean())
+    cv_all = [_brute_cross_view(f_I, gt, cameras, q, thr) for q in range(len(gt))]
+    for k in (1, 10, 20):
+        assert cv[str(k)] == pytest.approx(np.mean([b[k] for b in cv_all]))
+    assert {(p["query_camera"], p["gallery_camera"]) for p in ret["cross_view"]["pairs"]} == {
+        ("54138969", "55011271"), ("55011271", "54138969")}
+    assert (figs / "best_of_k.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+    # the VideoPose3D export: Avg(3) (the first of PREFERRED evaluated), metres, per camera in frame order
+    got, raw = load_positions_3d(vp3d), read_vp3d(vp3d)
+    assert str(raw["method"]) == "StructNet-Avg(3)" and list(got["S9"]) == ["Eating", "Walking"]
+    avg3 = bank[order[:, :3]].mean(axis=1)
+    meta = ds.metadata(rows)
+    for action, views in got["S9"].items():
+        for cam, arr, frames in zip(raw["cameras"].item()["S9"][action], views, raw["frames"].item()["S9"][action]):
+            sel = np.flatnonzero((meta["action"] == action) & (meta["camera"] == cam))
+            sel = sel[np.argsort(meta["frame"][sel])]
+            np.testing.assert_array_equal(frames, meta["frame"][sel])
+            np.testing.assert_allclose(arr, avg3[sel] / 1000.0, atol=1e-6)
+            np.testing.assert_allclose(load_positions_3d(vp3d, "positions_3d_gt")["S9"][action][
+                raw["cameras"].item()["S9"][action].index(cam)], gt[sel] / 1000.0, atol=1e-6)
+    ds.close()
+
+
+def test_new_metrics_leave_the_existing_numbers_alone(setup, capsys, tmp_path):
+    """--best-of and --retrieval change no existing number: the JSON equals a run without them
+    but for the added keys (and timings)."""
+    _, _, run = setup
+    results = []
+    for extra in (["--best-of", ""], ["--best-of", "1,5,50", "--retrieval"]):
+        path = tmp_path / "r.json"
+        code, _, err = call(["--run", run, "--subjects", "S9", "--mode", "max,avg,pred", "--A", "2", "--sweep-A", "1,4",
+                             "--json", path, "--train-images", "5", "--no-progress", *extra], capsys)
+        assert code == 0, err
+        results.append(json.loads(path.read_text()))
+    plain, more = results
+    assert plain[0]["context"]["best_of"] == [] and plain[0]["context"]["retrieval"] is None
+    for a, b in zip(plain, more):
+        for key in a:
+            if key != "context":
+                assert a[key] == b[key], key
+        for key in set(a["context"]) - {"seconds", "best_of", "retrieval"}:
+            assert a["context"][key] == b["context"][key], key
+
+
 def test_batch_size_does_not_change_results(setup, capsys, tmp_path):
     _, _, run = setup
     results = []
@@ -329,6 +431,8 @@ def test_action_not_in_file(setup, capsys):
     (["--export-topk", "0", "f.npz"], "K must be a positive integer"),
     (["--apf-stages", "legs"], "stages"),
     (["--device", "tpu"], "invalid choice"),
+    (["--best-of", "1,0"], "positive integer"),
+    (["--retrieval-mm", "-5"], "argument --retrieval-mm: expected a positive number"),
 ])
 def test_bad_arguments_exit_2(argv, expected, capsys):
     code, _, err = call(argv, capsys)
@@ -394,3 +498,11 @@ def test_output_write_failures_name_the_file(setup, capsys, tmp_path):
         one_line_error(code, err, str(named))
     code, _, err = call(base + ["--export-topk", "2", ""], capsys)
     one_line_error(code, err, "--export-topk: FILE must not be empty", want_code=2)
+
+
+def test_vp3d_write_failure_names_the_file(setup, capsys, tmp_path):
+    _, _, run = setup
+    (tmp_path / "file").write_text("")
+    code, _, err = call(["--run", run, "--subjects", "S9", "--mode", "max", "--train-images", "0", "--no-progress",
+                         "--export-vp3d", tmp_path / "file" / "p.npz"], capsys)
+    one_line_error(code, err, str(tmp_path / "file" / "p.npz"))

@@ -5,7 +5,7 @@ from hypothesis.extra.numpy import arrays
 from scipy.spatial import procrustes
 from scipy.spatial.transform import Rotation
 
-from data.metrics import mpjpe, p_mpjpe, pairwise_mpjpe, procrustes_align
+from data.metrics import mpjpe, n_mpjpe, p_mpjpe, pairwise_mpjpe, procrustes_align
 
 coords = st.floats(-1000, 1000, allow_nan=False, width=64)
 
@@ -43,6 +43,41 @@ def test_p_mpjpe_hand_computed():
     # ...and the best proper rotation of this tetrahedron's mirror image is known in closed form:
     # the alignment maps centroids together and never does better than the reflection-allowed fit.
     assert p_mpjpe(mirrored, gt) >= scipy_aligned_error(mirrored, gt) - 1e-12
+
+
+def test_n_mpjpe_hand_computed():
+    # two joints: gt = (2,0,0), (0,2,0); pred = (1,0,0), (0,0,1): s = <p,g>/<p,p> = 2/2 = 1, errors 1 and sqrt(5)
+    gt = np.array([[2.0, 0, 0], [0, 2, 0]])
+    pred = np.array([[1.0, 0, 0], [0, 0, 1]])
+    assert n_mpjpe(pred, gt) == pytest.approx((1 + np.sqrt(5)) / 2)
+    # a scaled copy is aligned exactly; a pose of zeros keeps s = 0 (error = |gt|)
+    assert n_mpjpe(0.25 * gt, gt) == pytest.approx(0.0, abs=1e-12)
+    assert n_mpjpe(np.zeros_like(gt), gt) == pytest.approx(2.0)
+    batch = np.stack([pred, 3 * gt])                          # (2, 2, 3) -> (2,)
+    np.testing.assert_allclose(n_mpjpe(batch, np.stack([gt, gt])), [(1 + np.sqrt(5)) / 2, 0.0], atol=1e-12)
+    # scale only: a rotated copy is not aligned (P-MPJPE aligns it)
+    R = Rotation.from_euler("z", 90, degrees=True).as_matrix()
+    assert n_mpjpe(gt @ R.T, gt) > 1 and p_mpjpe(gt @ R.T, gt) == pytest.approx(0.0, abs=1e-9)
+
+
+def test_n_mpjpe_equals_a_brute_force_scale_search():
+    """The scale of N-MPJPE is the grid point of least squared error, found by brute force."""
+    rng = np.random.default_rng(2)
+    grid = np.linspace(0, 5, 50001)                           # step 1e-4
+    for _ in range(20):
+        gt = rng.normal(0, 300, (17, 3))
+        pred = rng.uniform(0.3, 3) * (gt + rng.normal(0, 60, gt.shape))
+        sse = ((grid[:, None, None] * pred - gt) ** 2).sum(axis=(1, 2))
+        best = grid[int(np.argmin(sse))]
+        assert best == pytest.approx(np.sum(pred * gt) / np.sum(pred * pred), abs=1e-4)
+        assert n_mpjpe(pred, gt) == pytest.approx(mpjpe(best * pred, gt), rel=1e-3)
+
+
+def test_n_mpjpe_shape_errors():
+    with pytest.raises(ValueError, match="same shape"):
+        n_mpjpe(np.zeros((17, 3)), np.zeros((16, 3)))
+    with pytest.raises(ValueError, match="pred"):
+        n_mpjpe(np.zeros((17, 2)), np.zeros((17, 2)))
 
 
 def scipy_aligned_error(pred, gt):

@@ -1,6 +1,6 @@
 """Evaluation library: aggregation, streaming top-k, bank cache, the bank floor, normaliser check, result
-objects, EvalConfig, the sweep over shares of the bank; the pose space shared with the trainer and the
-learning curves of --eval-every."""
+objects, EvalConfig, the sweep over shares of the bank; best-of-k, Hit@k and cross-view retrieval; the
+pose space shared with the trainer and the learning curves of --eval-every."""
 import json
 import os
 
@@ -12,10 +12,10 @@ from hypothesis import strategies as st
 from data.dataset import PoseDataset
 from data.h36m import N_JOINTS
 from data.imagestats import ImageStats
-from data.metrics import pairwise_mpjpe
+from data.metrics import p_mpjpe, pairwise_mpjpe
 from structlearn import bank as bank_module
 from structlearn import evaluate as E
-from structlearn import report
+from structlearn import report, retrieval
 from structlearn.bank import bank_cache_path, check_normalizer, load_or_build_bank, nearest_pose, pose_space
 from structlearn.config import TrainConfig
 from structlearn.curves import CURVES_FIGURE, CURVES_FILE, read_records
@@ -419,3 +419,66 @@ def test_trainer_and_evaluator_share_the_pose_space(curve_runs):
     np.testing.assert_array_equal(ev.bank.poses, poses)            # the evaluation's bank
     np.testing.assert_array_equal(ev.bank.index, bidx)
     np.testing.assert_array_equal(ev.bank.rows, ds.bank_image_rows(bidx))
+
+
+# ----------------------------------------------------------------------------- rankings: best-of-k, Hit@k, retrieval
+def test_best_of_k_and_hits_brute_force():
+    rng = np.random.default_rng(3)
+    errors = rng.uniform(0, 100, (30, 12))
+    best = retrieval.best_of_k(errors, (1, 5, 12, 40))
+    for k in (1, 5, 12):
+        np.testing.assert_array_equal(best[k], errors[:, :k].min(axis=1))
+    np.testing.assert_array_equal(best[40], errors.min(axis=1))                    # k clipped to K
+    assert all(np.all(best[a] >= best[b]) for a, b in ((1, 5), (5, 12)))          # non-increasing in k
+    hits = retrieval.hits_at_k(errors, (1, 5, 12), 20.0)
+    for k, h in hits.items():
+        np.testing.assert_array_equal(h, (errors[:, :k] <= 20.0).any(axis=1))
+    with pytest.raises(ValueError, match="errors"):
+        retrieval.best_of_k(np.zeros((3, 0)), (1,))
+
+
+def _brute_cross_view(f_I, poses, cameras, q, threshold, gallery_camera=None):
+    """Query q against every test image of another camera (or of gallery_camera): full sort, P-MPJPE."""
+    other = np.flatnonzero(cameras != cameras[q] if gallery_camera is None else cameras == gallery_camera)
+    order = other[np.argsort(-(f_I[other] @ f_I[q]), kind="stable")]
+    err = p_mpjpe(poses[order], np.broadcast_to(poses[q], poses[order].shape))
+    return {k: bool((err[:k] <= threshold).any()) for k in retrieval.RETRIEVAL_KS}
+
+
+def test_cross_view_retrieval_brute_force():
+    rng = np.random.default_rng(4)
+    N, cams = 45, np.array(["54138969", "55011271", "58860488"])
+    cameras = cams[rng.integers(0, 3, N)]
+    poses = rng.normal(0, 200, (N, N_JOINTS, 3)).astype(np.float32)
+    f_I = rng.normal(size=(N, 5)).astype(np.float32)
+    thr = float(np.median(p_mpjpe(poses[:, None].repeat(N, 1), poses[None].repeat(N, 0))))
+    res = retrieval.cross_view(f_I, poses, cameras, threshold=thr, batch=7, chunk=4)
+    assert res["queries"] == N and len(res["pairs"]) == 6
+    brute = [_brute_cross_view(f_I, poses, cameras, q, thr) for q in range(N)]
+    for k in retrieval.RETRIEVAL_KS:
+        assert res["overall"]["hit_at_k"][str(k)] == pytest.approx(np.mean([b[k] for b in brute]))
+    shares = [res["overall"]["hit_at_k"][str(k)] for k in retrieval.RETRIEVAL_KS]
+    assert shares == sorted(shares) and 0 < shares[0] < 1                          # non-decreasing in k
+    pair = res["pairs"][1]                                                         # one camera pair, by brute force
+    qs = np.flatnonzero(cameras == pair["query_camera"])
+    assert (pair["queries"], pair["gallery"]) == (len(qs), int((cameras == pair["gallery_camera"]).sum()))
+    for k in retrieval.RETRIEVAL_KS:
+        want = np.mean([_brute_cross_view(f_I, poses, cameras, q, thr, pair["gallery_camera"])[k] for q in qs])
+        assert pair["hit_at_k"][str(k)] == pytest.approx(want)
+    one = retrieval.cross_view(f_I, poses, np.full(N, "54138969"), threshold=thr)
+    assert one["overall"] is None and one["pairs"] == []
+
+
+def test_mode_results_n_mpjpe_and_best_of():
+    out = _output()
+    out.n_mpjpe = {"max": np.array([0.1, 0.2, 0.3, 1.0]), "avg": np.full(4, 0.1)}
+    out.sweep[5]["n_mpjpe"] = np.full(4, 2.0)
+    res = report.mode_results(out, ("max", "avg"), ["S9"])
+    assert res[0]["n_mpjpe"]["Walking"]["mean"] == pytest.approx(0.2) and res[0]["n_mpjpe_all_frames"] == 0.4
+    assert res[0]["n_mpjpe_action_mean"] == pytest.approx(0.6) and res[2]["n_mpjpe_all_frames"] == 2.0
+    assert res[0]["mpjpe_all_frames"] == 4.0 and res[0]["pmpjpe_all_frames"] == 0.5      # unchanged
+    out.best_of = {1: out.mpjpe["max"], 5: np.array([1.0, 1.0, 1.0, 2.0])}
+    best = report.best_of_results(out)
+    assert [(b["k"], b["method"], b["mpjpe_all_frames"]) for b in best] == [(1, "Best-of-1", 4.0),
+                                                                              (5, "Best-of-5", 1.25)]
+    assert best[1]["mpjpe_action_mean"] == 1.5 and "Best-of-5" in report.format_table(best, "mpjpe")
