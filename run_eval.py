@@ -20,12 +20,10 @@ import sys
 
 from apf import APFConfig
 from data import flags, h36m
-from data.dataset import DatasetError
-from nn.backend import GPUUnavailable, keep_freed_memory
-from structlearn.checkpoint import CheckpointError
+from nn.backend import keep_freed_memory
 from structlearn.evaluate import MODES, PREFERRED, SWEEP_SHARES, parse_modes
 from structlearn.protocol import EvalConfig, run_evaluation
-from structlearn.trained_run import EvalError
+from structlearn.trained_run import exit_status
 
 D = EvalConfig()
 DEFAULT_MODES = ",".join(D.modes)
@@ -152,19 +150,7 @@ def parse_config(argv=None):
 def main(argv=None):
     keep_freed_memory()
     cfg = parse_config(argv)
-    try:
-        run_evaluation(cfg)
-    except (EvalError, DatasetError, CheckpointError, GPUUnavailable) as err:
-        print(f"run_eval.py: error: {err}", file=sys.stderr)
-        return 1
-    except OSError as err:   # the project's writers name the file (data.files.named_error)
-        where = f"{err.filename}: " if err.filename else ""
-        print(f"run_eval.py: error: {where}{err.strerror or err}", file=sys.stderr)
-        return 1
-    except KeyboardInterrupt:
-        print("\nrun_eval.py: interrupted", file=sys.stderr)
-        return 130
-    return 0
+    return exit_status("run_eval.py", lambda: run_evaluation(cfg))
 
 
 if __name__ == "__main__":

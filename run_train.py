@@ -97,32 +97,22 @@ def config_from_args(args, parser):
 
 
 def main(argv=None):
-    from nn.backend import GPUUnavailable, keep_freed_memory
+    from nn.backend import keep_freed_memory
     keep_freed_memory()
     parser = build_parser()
     args = parser.parse_args(argv)
     cfg = config_from_args(args, parser)
-    from data.dataset import DatasetError
-    from structlearn.checkpoint import CheckpointError
     from structlearn.train import Trainer, TrainingError, point_latest
-    try:
+    from structlearn.trained_run import exit_status
+
+    def train():
         trainer = Trainer(cfg)
         if not args.out and not args.resume:
             point_latest(cfg.out)
         print(f"run directory: {trainer.out}  (data: {trainer.data_path}, {len(trainer.idx)} training images)")
-        out = trainer.run()
-    except (TrainingError, DatasetError, CheckpointError, GPUUnavailable) as err:
-        print(f"run_train.py: error: {err}", file=sys.stderr)
-        return 1
-    except OSError as err:   # the project's writers name the file (data.files.named_error)
-        where = f"{err.filename}: " if err.filename else ""
-        print(f"run_train.py: error: {where}{err.strerror or err}", file=sys.stderr)
-        return 1
-    except KeyboardInterrupt:
-        print("\nrun_train.py: interrupted; continue with --resume (the last checkpoint is intact)", file=sys.stderr)
-        return 130
-    print(f"done: {out}")
-    return 0
+        print(f"done: {trainer.run()}")
+    return exit_status("run_train.py", train, (TrainingError,),
+                       "interrupted; continue with --resume (the last checkpoint is intact)")
 
 
 if __name__ == "__main__":

@@ -27,6 +27,32 @@ def downsample_images(images, factor):
     return images.reshape(b, s // factor, factor, s // factor, factor, c).mean(axis=(2, 4))
 
 
+def centre_offset(size, crop):
+    """The corner of the centred crop x crop window of a size x size image (the test-mode crop)."""
+    return (size - crop) // 2
+
+
+def crop_normalise(images, oy, ox, crop, shift, stats):
+    """crop x crop windows at (oy, ox) (n,) of float32 images (n,S,S,3), plus the colour shift (n,3)
+    minus stats.mean, divided by stats.scale -> float32 (n,crop,crop,3)."""
+    n = len(images)
+    out = np.empty((n, crop, crop, 3), dtype=np.float32)
+    for i in range(n):
+        out[i] = images[i, oy[i]:oy[i] + crop, ox[i]:ox[i] + crop]
+    out += (shift - stats.mean).astype(np.float32)[:, None, None, :]
+    out *= np.float32(1.0 / stats.scale)
+    return out
+
+
+def eval_images(images, stats, crop, downsample):
+    """The test-mode preprocessing of uint8 (n,S,S,3) crops, as the loader serves them with
+    train=False: box-downsampled, centre crop, no colour noise, normalised -> float32 (n,3,crop,crop)."""
+    images = downsample_images(images, downsample)
+    n = len(images)
+    o = np.full(n, centre_offset(images.shape[1], crop))
+    return np.ascontiguousarray(crop_normalise(images, o, o, crop, np.zeros((n, 3)), stats).transpose(0, 3, 1, 2))
+
+
 class BatchLoader:
     """Mini-batches of (image, root-relative pose) with the paper's augmentation.
 
@@ -105,13 +131,9 @@ class BatchLoader:
             ox = rng.integers(0, self.size - c + 1, size=n)
             shift = self.stats.color_noise(rng.normal(0.0, self.noise_std, size=(n, 3)))
         else:
-            oy = ox = np.full(n, (self.size - c) // 2)
+            oy = ox = np.full(n, centre_offset(self.size, c))
             shift = np.zeros((n, 3))
-        out = np.empty((n, c, c, 3), dtype=np.float32)
-        for i in range(n):
-            out[i] = images[i, oy[i]:oy[i] + c, ox[i]:ox[i] + c]
-        out += (shift - self.stats.mean).astype(np.float32)[:, None, None, :]
-        out *= np.float32(1.0 / self.stats.scale)
+        out = crop_normalise(images, oy, ox, c, shift, self.stats)
         joints2d = self.joints2d[positions] - np.stack([ox, oy], axis=1)[:, None, :].astype(np.float32)
         nchw = self.allocate((n, 3, c, c), np.float32)
         nchw[...] = out.transpose(0, 3, 1, 2)

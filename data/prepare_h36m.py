@@ -40,7 +40,7 @@ log = logging.getLogger(__name__)
 # (subject, canonical action, camera) whose video is known to be corrupt in the release.
 KNOWN_CORRUPT = {("S11", "Directions", "54138969")}
 _FILE = re.compile(r"^(?P<action>.+)\.(?P<camera>\d{8})\.cdf$")
-_IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp")
+IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp")
 
 
 class Sequence:
@@ -148,7 +148,7 @@ def iter_image_frames(folder, wanted):
     """Yield (index, RGB frame) for the wanted frame indices from a folder of extracted images."""
     from PIL import Image
 
-    files = sorted(f for f in os.listdir(folder) if f.lower().endswith(_IMAGE_EXTENSIONS))
+    files = sorted(f for f in os.listdir(folder) if f.lower().endswith(IMAGE_EXTENSIONS))
     for index in wanted:
         if index >= len(files):
             break

@@ -6,6 +6,7 @@ figure4         the learned embedding (Figure 4): (a) the two highest-variance d
                 (b) the same two dimensions of the pose embedding with the average pose of each
                 region, (c), (d) the same on the first two principal components
 skeleton_figure predicted versus ground-truth skeletons for a few test images
+prediction_figure one image of run_predict: its crop beside front and side views of its predictions
 best_of_figure  best-of-k MPJPE over StructNet's k top-scoring bank poses against k
 learning_curves the --eval-every records of structlearn.curves against max-margin epochs
 
@@ -291,6 +292,33 @@ def skeleton_figure(path, images, joints2d, gt, preds, titles):
     fig.suptitle("Predicted versus ground-truth skeletons (mm, root-relative; on the image the predictions "
                  "are placed at the true root)", fontsize=11, y=1 - 0.06 / height)
     fig.tight_layout(rect=(0, 0, 1, 1 - 0.9 / height))
+    return save_figure(fig, path)
+
+
+def prediction_figure(path, image, poses, title):
+    """The crop (S, S, 3) uint8 beside front (camera) and side views of poses {label: (17, 3)}
+    (root-relative mm): the first in the limb colours, the others as thin lines of their own colour."""
+    others = ["black", "#1f77b4", "#8c564b", "#7f7f7f"]
+    fig, axs = plt.subplots(1, 3, figsize=(11, 3.9), dpi=100)
+    axs[0].imshow(image)
+    axs[0].set_title(title, fontsize=9)
+    axs[0].axis("off")
+    labels = list(poses)
+    for ax, (view, name) in zip(axs[1:], ((front_view, "front (camera) view"), (side_view, "side view, depth ->"))):
+        for k, label in enumerate(labels):
+            if k == 0:
+                draw_pose(ax, poses[label], view=view, lw=2.4)
+            else:
+                draw_pose(ax, poses[label], view=view, lw=1.0, colour=others[(k - 1) % len(others)], ls="--",
+                          nose=False, alpha=0.8)
+        ax.set_aspect("equal", adjustable="datalim")
+        ax.set_title(name + " (mm)", fontsize=9)
+        ax.grid(True, alpha=0.3)
+        ax.tick_params(labelsize=7)
+    handles = [plt.Line2D([], [], color=bone_colour(J["RElbow"]), lw=2.4)]
+    handles += [plt.Line2D([], [], color=others[(k - 1) % len(others)], ls="--", lw=1.0) for k in range(1, len(labels))]
+    fig.legend(handles, labels, loc="lower center", ncol=len(labels), fontsize=8, frameon=False)
+    fig.tight_layout(rect=(0, 0.07, 1, 1))
     return save_figure(fig, path)
 
 

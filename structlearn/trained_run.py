@@ -1,11 +1,14 @@
 """A trained run for evaluation: its model files (resolve_run) and a model loaded with the
 normaliser and image statistics it was trained with (load_for_eval); EvalError for every
 problem of the evaluation's inputs that the user can fix."""
+import sys
 from dataclasses import dataclass
 from pathlib import Path
 
+from data.dataset import DatasetError
 from data.h36m import N_JOINTS, POSE_DIM
 from data.imagestats import ImageStats
+from nn.backend import GPUUnavailable
 
 from .checkpoint import CheckpointError
 from .encoding import PoseNormalizer
@@ -64,3 +67,22 @@ def load_for_eval(path, kind, device="cpu"):
     except (KeyError, TypeError, ValueError) as err:
         raise EvalError(f"{path}: unusable normaliser or image statistics in the model ({err})") from None
     return LoadedModel(str(path), kind, net, params.to(device), meta, normalizer, stats)
+
+
+def exit_status(prog, call, errors=(), interrupted="interrupted"):
+    """Run call() for an entry point (run_train.py, run_eval.py, run_predict.py): 0, or 1 after one
+    line "prog: error: ..." on stderr for a problem the user can fix (the project's errors and
+    `errors`), 130 after "prog: <interrupted>" on Ctrl-C."""
+    try:
+        call()
+    except (EvalError, DatasetError, CheckpointError, GPUUnavailable, *errors) as err:
+        print(f"{prog}: error: {err}", file=sys.stderr)
+        return 1
+    except OSError as err:   # the project's writers name the file (data.files.named_error)
+        where = f"{err.filename}: " if err.filename else ""
+        print(f"{prog}: error: {where}{err.strerror or err}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        print(f"\n{prog}: {interrupted}", file=sys.stderr)
+        return 130
+    return 0
