@@ -8,10 +8,11 @@ whole dataset or a room per sequence; each sampled frame is ray-cast (render) st
 128x128 square crop around the projected body, and every pose at 10 Hz goes into the file's pose
 bank (generator; preview draws samples).
 
-    python -m data.synth --out FILE.h5 [--scale S] [--seed N] [--rooms lab|random] [--workers W]
+    python -m data.synth --out FILE.h5 [--scale S] [--seed N] [--rooms lab|random] [--clip-frames N] [--workers W]
     python -m data.synth --preview FILE.png [--data FILE.h5]
 """
-from data.synth.generator import (BANK_RATE_HZ, FRAMES_PER_SEQUENCE, ROOMS, default_path, ensure_synthetic,
-                                  generate)
+from data.synth.generator import (BANK_RATE_HZ, CLIP_FRAMES, FRAMES_PER_SEQUENCE, ROOMS, default_path,
+                                  ensure_synthetic, generate)
 
-__all__ = ["BANK_RATE_HZ", "FRAMES_PER_SEQUENCE", "ROOMS", "default_path", "ensure_synthetic", "generate"]
+__all__ = ["BANK_RATE_HZ", "CLIP_FRAMES", "FRAMES_PER_SEQUENCE", "ROOMS", "default_path", "ensure_synthetic",
+           "generate"]

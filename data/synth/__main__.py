@@ -1,7 +1,7 @@
 """python -m data.synth: generate (or reuse) the synthetic dataset, or preview it.
 
     python -m data.synth --out FILE.h5 [--scale S] [--seed N] [--rooms lab|random] [--bank-rate HZ]
-                         [--workers W] [--force]
+                         [--clip-frames N] [--workers W] [--force]
     python -m data.synth --preview FILE.png [--data FILE.h5] [--rooms lab|random]
 """
 import argparse
@@ -13,8 +13,8 @@ import time
 import data.synth
 from data import flags
 from data.dataset import DatasetError
-from data.synth.generator import (BANK_RATE_HZ, FRAMES_PER_SEQUENCE, ROOMS, check_settings, default_path,
-                                  ensure_synthetic)
+from data.synth.generator import (BANK_RATE_HZ, CLIP_FRAMES, FRAMES_PER_SEQUENCE, ROOMS, check_settings,
+                                  default_path, ensure_synthetic)
 from data.synth.preview import preview
 
 
@@ -30,6 +30,9 @@ def build_parser():
                         "room of its own for every sequence (harder)")
     g.add_argument("--bank-rate", type=flags.positive_float, default=BANK_RATE_HZ, metavar="HZ",
                    help=f"poses per second kept in the file's pose bank; must divide 50 (default {BANK_RATE_HZ:g})")
+    g.add_argument("--clip-frames", type=flags.positive_int, default=CLIP_FRAMES, metavar="N",
+                   help="image frames come in clips of N consecutive pose-bank frames, so training images "
+                        f"have temporal neighbours (default {CLIP_FRAMES}: single frames spread over the sequence)")
     g.add_argument("--workers", type=flags.positive_int, default=None, help="processes (default: all cores)")
     g.add_argument("--force", action="store_true", help="regenerate even if a matching file exists")
     p = parser.add_argument_group("preview")
@@ -43,7 +46,7 @@ def parse_args(argv=None):
     parser = build_parser()
     args = parser.parse_args(argv)
     try:
-        check_settings(args.scale, args.rooms, args.bank_rate)
+        check_settings(args.scale, args.rooms, args.bank_rate, args.clip_frames)
     except ValueError as e:
         parser.error(str(e))
     if args.data and not args.preview:
@@ -56,7 +59,8 @@ def parse_args(argv=None):
 def main(argv=None):
     args = parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(message)s")
-    target = args.preview or args.out or default_path(args.scale, args.seed, args.rooms, args.bank_rate)
+    target = args.preview or args.out or default_path(args.scale, args.seed, args.rooms, args.bank_rate,
+                                                      args.clip_frames)
     try:
         if args.preview:
             preview(args.preview, data=args.data, seed=args.seed, rooms=args.rooms)
@@ -66,7 +70,7 @@ def main(argv=None):
             os.remove(target)
         start = time.time()
         path = ensure_synthetic(target, scale=args.scale, seed=args.seed, rooms=args.rooms, workers=args.workers,
-                                bank_rate_hz=args.bank_rate)
+                                bank_rate_hz=args.bank_rate, clip_frames=args.clip_frames)
         print(f"{path}: {os.path.getsize(path) / 2**20:.0f} MiB ({time.time() - start:.0f} s)")
     except DatasetError as e:
         print(f"error: {e}", file=sys.stderr)

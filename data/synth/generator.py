@@ -25,27 +25,34 @@ GENERATOR_VERSION = 2
 FRAMES_PER_SEQUENCE = 12        # per camera, at scale 1: 7 x 15 x 2 x 4 x 12 = 10,080 images
 DURATION = (24.0, 36.0)         # seconds of motion asked for per sequence (scripts end near it)
 SUBACTIONS = (1, 2)
+# Image frames come in clips of CLIP_FRAMES consecutive pose-bank frames (0.1 s apart at 10 Hz),
+# the clips spread evenly over the sequence; 1 spreads single frames (no temporal neighbours).
+CLIP_FRAMES = 1
 # "lab": one room, light and per-camera exposure for the whole dataset, as Human3.6M's one studio;
 # "random": a room and light of its own for every sequence (backgrounds never repeat: harder).
 ROOMS = ("lab", "random")
 
 
-def default_path(scale=1.0, seed=0, rooms="lab", bank_rate_hz=BANK_RATE_HZ):
+def default_path(scale=1.0, seed=0, rooms="lab", bank_rate_hz=BANK_RATE_HZ, clip_frames=CLIP_FRAMES):
     """cache/synth_h36m_v<version>_scale<scale>_seed<seed>_<rooms>.h5 (relative to the working
-    directory), with _bank<rate>hz before .h5 for a bank rate other than BANK_RATE_HZ."""
+    directory), with _bank<rate>hz before .h5 for a bank rate other than BANK_RATE_HZ and
+    _clip<n> for clips of n frames."""
     rate = "" if float(bank_rate_hz) == BANK_RATE_HZ else f"_bank{bank_rate_hz:g}hz"
-    return os.path.join("cache", f"synth_h36m_v{GENERATOR_VERSION}_scale{scale:g}_seed{seed}_{rooms}{rate}.h5")
+    clip = "" if int(clip_frames) == CLIP_FRAMES else f"_clip{int(clip_frames)}"
+    return os.path.join("cache", f"synth_h36m_v{GENERATOR_VERSION}_scale{scale:g}_seed{seed}_{rooms}{rate}{clip}.h5")
 
 
 def frames_per_sequence(scale):
     return max(1, int(round(FRAMES_PER_SEQUENCE * scale)))
 
 
-def check_settings(scale=1.0, rooms="lab", bank_rate_hz=BANK_RATE_HZ):
-    """Raise ValueError for a non-positive scale, an unknown rooms setting or a bank rate that
-    does not divide the 50 Hz capture."""
+def check_settings(scale=1.0, rooms="lab", bank_rate_hz=BANK_RATE_HZ, clip_frames=CLIP_FRAMES):
+    """Raise ValueError for a non-positive scale, an unknown rooms setting, a bank rate that
+    does not divide the 50 Hz capture or a clip length that is not a positive integer."""
     if not (scale > 0 and np.isfinite(scale)):
         raise ValueError(f"scale must be positive and finite, got {scale}")
+    if int(clip_frames) != clip_frames or clip_frames < 1:
+        raise ValueError(f"clip frames must be a positive integer, got {clip_frames}")
     if rooms not in ROOMS:
         raise ValueError(f"rooms must be one of {', '.join(ROOMS)}, got {rooms!r}")
     bank_step(bank_rate_hz)
@@ -94,25 +101,37 @@ def sequence_motion(subject, action, subaction, seed):
     return profile, m, rng
 
 
-def render_sequence(subject, action, subaction, seed=0, scale=1.0, rooms="lab", bank_rate_hz=BANK_RATE_HZ):
+def image_frames(n_grid, n, clip_frames, rng):
+    """Indices (n,) into the sequence's n_grid bank frames of its n image frames: clips of
+    clip_frames consecutive bank frames (the last one shorter if clip_frames does not divide n),
+    their starts spread evenly over the sequence with a random phase (one uniform draw)."""
+    n_clips = -(-n // clip_frames)
+    step = (n_grid - clip_frames + 1) / n_clips
+    if step < clip_frames:      # clips would overlap
+        raise ValueError(f"{n} image frames in clips of {clip_frames} do not fit on the {n_grid} frames")
+    starts = (rng.uniform(0, step) + step * np.arange(n_clips)).astype(np.int64)   # apart by >= clip_frames
+    return (starts[:, None] + np.arange(clip_frames)).ravel()[:n]
+
+
+def render_sequence(subject, action, subaction, seed=0, scale=1.0, rooms="lab", bank_rate_hz=BANK_RATE_HZ,
+                    clip_frames=CLIP_FRAMES):
     """Render one (subject, action, sub-action) sequence from all four cameras, with its pose bank.
 
     The bank holds the poses at frames 0, s, 2s, ... (s = 50 Hz / bank_rate_hz) from every camera;
-    the frames_per_sequence(scale) image frames are chosen among them, spread evenly over the
-    sequence with a random phase. Returns a dict: images (n,S,S,3) uint8, poses (n,17,3) float32,
+    the frames_per_sequence(scale) image frames are chosen among them by image_frames (clips of
+    clip_frames consecutive bank frames, spread evenly with a random phase). Returns a dict: images (n,S,S,3) uint8, poses (n,17,3) float32,
     camera (n,), frame (n,), box (n,3) (rows ordered by camera, then frame), bank = dict(poses
     (m,17,3) float32, camera (m,), frame (m,)) in the same order, subject, action, subaction.
     """
-    check_settings(scale, rooms, bank_rate_hz)
+    check_settings(scale, rooms, bank_rate_hz, clip_frames)
     profile, m, rng = sequence_motion(subject, action, subaction, seed)
     grid = np.arange(0, len(m["joints"]), bank_step(bank_rate_hz))
     n = frames_per_sequence(scale)
-    if n > len(grid):
-        raise DatasetError(f"{subject} {action} {subaction}: {n} image frames (scale {scale:g}) do not fit on "
-                           f"the {len(grid)} frames of its {bank_rate_hz:g} Hz pose bank; lower the scale or "
-                           f"raise the bank rate")
-    step = len(grid) / n
-    picks = (rng.uniform(0, step) + step * np.arange(n)).astype(np.int64)   # distinct: step >= 1
+    try:
+        picks = image_frames(len(grid), n, int(clip_frames), rng)
+    except ValueError as e:
+        raise DatasetError(f"{subject} {action} {subaction} (scale {scale:g}): {e} of its {bank_rate_hz:g} Hz pose "
+                           f"bank; lower the scale or the clip length, or raise the bank rate") from None
     room, lights = scene(seed, rooms, subject, action, subaction)
     out = {key: [] for key in ("images", "poses", "camera", "frame", "box")}
     bank = {key: [] for key in ("poses", "camera", "frame")}
@@ -151,30 +170,34 @@ def _render_task(task):
 
 
 # ============================================================================ the whole dataset
-def tasks(seed, scale, subjects=h36m.ALL_SUBJECTS, actions=h36m.ACTIONS, rooms="lab", bank_rate_hz=BANK_RATE_HZ):
+def tasks(seed, scale, subjects=h36m.ALL_SUBJECTS, actions=h36m.ACTIONS, rooms="lab", bank_rate_hz=BANK_RATE_HZ,
+          clip_frames=CLIP_FRAMES):
     """Arguments of render_sequence for every sequence, in file order."""
-    return [(s, a, sub, seed, scale, rooms, bank_rate_hz) for s in subjects for a in actions for sub in SUBACTIONS]
+    return [(s, a, sub, seed, scale, rooms, bank_rate_hz, clip_frames)
+            for s in subjects for a in actions for sub in SUBACTIONS]
 
 
 def generate(path, scale=1.0, seed=0, workers=None, subjects=h36m.ALL_SUBJECTS, actions=h36m.ACTIONS,
-             progress=True, rooms="lab", bank_rate_hz=BANK_RATE_HZ):
+             progress=True, rooms="lab", bank_rate_hz=BANK_RATE_HZ, clip_frames=CLIP_FRAMES):
     """Generate the synthetic dataset into `path` (atomically). Returns the path.
 
     scale multiplies the frames per sequence (FRAMES_PER_SEQUENCE at scale 1); workers: processes
     (None: all cores; 1: in this process). The result does not depend on `workers`. rooms: "lab"
     or "random" (ROOMS); bank_rate_hz: the rate of the pose bank (bank/ in the file), which must
-    divide 50 Hz; the image frames lie on its grid.
+    divide 50 Hz; the image frames lie on its grid, in clips of clip_frames consecutive frames.
     """
     from tqdm import tqdm
 
-    check_settings(scale, rooms, bank_rate_hz)
-    todo = tasks(seed, scale, subjects, actions, rooms, bank_rate_hz)
+    check_settings(scale, rooms, bank_rate_hz, clip_frames)
+    todo = tasks(seed, scale, subjects, actions, rooms, bank_rate_hz, clip_frames)
     n_images = len(todo) * len(h36m.CAMERA_IDS) * frames_per_sequence(scale)
     workers = (os.cpu_count() or 1) if workers is None else max(1, int(workers))
     settings = dict(generator="data.synth", version=GENERATOR_VERSION, scale=float(scale), seed=int(seed),
                     subjects=list(subjects), actions=list(actions), image_size=IMAGE_SIZE,
                     frames_per_sequence=frames_per_sequence(scale), box_margin=h36m.BOX_MARGIN,
                     rooms=rooms, bank_rate_hz=float(bank_rate_hz))
+    if int(clip_frames) != CLIP_FRAMES:      # absent at the default, so older files keep their fingerprint
+        settings["clip_frames"] = int(clip_frames)
     start = time.time()
     # No compression: the sensor noise leaves gzip only 25% to save, at a cost of ~1.3 ms per image
     # in the writing process, which competes with the renderers for the same cores.
@@ -232,7 +255,7 @@ class _pool:
         return False
 
 
-def _matches(path, scale, seed, rooms="lab", bank_rate_hz=BANK_RATE_HZ):
+def _matches(path, scale, seed, rooms="lab", bank_rate_hz=BANK_RATE_HZ, clip_frames=CLIP_FRAMES):
     """Why the cached file at `path` cannot be reused, or None if it can."""
     try:
         with PoseDataset(path) as ds:
@@ -244,24 +267,26 @@ def _matches(path, scale, seed, rooms="lab", bank_rate_hz=BANK_RATE_HZ):
                               ("rooms", rooms), ("bank_rate_hz", float(bank_rate_hz))):
                 if g.get(key) != want:
                     return f"its generator {key} is {g.get(key)!r}, not {want!r}"
+            if g.get("clip_frames", CLIP_FRAMES) != int(clip_frames):
+                return f"its generator clip_frames is {g.get('clip_frames', CLIP_FRAMES)!r}, not {int(clip_frames)!r}"
     except DatasetError as e:
         return str(e)
     return None
 
 
 def ensure_synthetic(path=None, scale=1.0, seed=0, rooms="lab", workers=None, progress=True,
-                     bank_rate_hz=BANK_RATE_HZ):
+                     bank_rate_hz=BANK_RATE_HZ, clip_frames=CLIP_FRAMES):
     """Path of the synthetic dataset for (scale, seed, rooms), generating it only if missing or stale.
 
     path None: default_path(scale, seed, rooms, bank_rate_hz) under ./cache/. A file whose
     generator attributes do not match the settings is regenerated (with a log message saying why).
     """
-    check_settings(scale, rooms, bank_rate_hz)
-    path = default_path(scale, seed, rooms, bank_rate_hz) if path is None else str(path)
+    check_settings(scale, rooms, bank_rate_hz, clip_frames)
+    path = default_path(scale, seed, rooms, bank_rate_hz, clip_frames) if path is None else str(path)
     if os.path.exists(path):
-        reason = _matches(path, scale, seed, rooms, bank_rate_hz)
+        reason = _matches(path, scale, seed, rooms, bank_rate_hz, clip_frames)
         if reason is None:
             return path
         log.warning("regenerating %s: %s", path, reason)
     return generate(path, scale=scale, seed=seed, workers=workers, progress=progress, rooms=rooms,
-                    bank_rate_hz=bank_rate_hz)
+                    bank_rate_hz=bank_rate_hz, clip_frames=clip_frames)

@@ -77,7 +77,7 @@ def test_different_seed_gives_different_data(tiny_synth):
 def test_ensure_synthetic_reuses_a_matching_file_and_rejects_a_stale_one(tmp_path, monkeypatch):
     calls = []
 
-    def fake_generate(path, scale, seed, workers, progress, rooms, bank_rate_hz):
+    def fake_generate(path, scale, seed, workers, progress, rooms, bank_rate_hz, clip_frames):
         calls.append((path, scale, seed, rooms))
         os.makedirs(os.path.dirname(path), exist_ok=True)
         with open(path, "w") as f:
@@ -96,6 +96,7 @@ def test_ensure_synthetic_reuses_a_matching_file_and_rejects_a_stale_one(tmp_pat
     other = synth.ensure_synthetic(scale=0.5, seed=2, rooms="random")
     assert other == os.path.join("cache", "synth_h36m_v2_scale0.5_seed2_random.h5") and calls[-1][3] == "random"
     assert synth.default_path(1, 0, "lab", 25) == os.path.join("cache", "synth_h36m_v2_scale1_seed0_lab_bank25hz.h5")
+    assert synth.default_path(1, 0, "lab", clip_frames=4) == os.path.join("cache", "synth_h36m_v2_scale1_seed0_lab_clip4.h5")
     with pytest.raises(ValueError, match="rooms must be one of lab, random"):
         synth.ensure_synthetic(scale=0.5, seed=2, rooms="studio")
 
@@ -125,7 +126,7 @@ def test_preview_from_file(tiny_synth, tmp_path):
 
 
 @pytest.mark.parametrize("argv", [["--scale", "0"], ["--data", "x.h5"], ["--rooms", "studio"],
-                                  ["--bank-rate", "7"], ["--bank-rate", "0"]])
+                                  ["--bank-rate", "7"], ["--bank-rate", "0"], ["--clip-frames", "0"]])
 def test_cli_rejects_bad_arguments(argv, capsys):
     with pytest.raises(SystemExit) as e:
         main(argv)
@@ -198,6 +199,26 @@ def test_image_frames_lie_on_the_bank_grid_spread_over_the_sequence():
     with pytest.raises(ValueError, match="do not fit on the .* 1 Hz pose bank"):
         generator.render_sequence("S5", "Directions", 2, seed=1, scale=40 / synth.FRAMES_PER_SEQUENCE,
                                   bank_rate_hz=1)
+
+
+def test_image_frames_in_clips_are_consecutive_bank_frames_spread_over_the_sequence():
+    # clip_frames 1 is the spread layout, drawn from the same single uniform as before clips existed.
+    n_grid, n = 300, 12
+    step = n_grid / n
+    u = np.random.default_rng(4).uniform(0, step)
+    np.testing.assert_array_equal(generator.image_frames(n_grid, n, 1, np.random.default_rng(4)),
+                                  (u + step * np.arange(n)).astype(np.int64))
+    picks = generator.image_frames(n_grid, 10, 4, np.random.default_rng(4))
+    assert len(picks) == 10 and len(set(picks)) == 10 and picks.max() < n_grid
+    clips = [picks[:4], picks[4:8], picks[8:]]
+    assert all((np.diff(c) == 1).all() for c in clips)
+    assert all(b[0] - a[-1] > 50 for a, b in zip(clips, clips[1:]))    # clips spread, not adjacent
+    r = generator.render_sequence("S5", "Directions", 2, seed=1, scale=4 / synth.FRAMES_PER_SEQUENCE,
+                                  clip_frames=2)
+    frames = r["frame"][r["camera"] == h36m.CAMERA_IDS[0]]
+    assert list(np.diff(frames)[[0, 2]]) == [5, 5] and np.diff(frames)[1] > 5      # 10 Hz neighbours
+    with pytest.raises(ValueError, match="clips of 4 do not fit"):
+        generator.image_frames(10, 12, 4, np.random.default_rng(0))
 
 
 # ---------------------------------------------------------------- the capture room
