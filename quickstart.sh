@@ -12,4 +12,4 @@ fi
 .venv/bin/python -m pip install -q --upgrade pip
 .venv/bin/python -m pip install -q -c constraints.txt -e ".[test]"
 .venv/bin/python run_train.py "$@"
-.venv/bin/python run_eval.py --json runs/latest/results.json --figures runs/latest/figures
+.venv/bin/python run_eval.py --json runs/latest/results.json --figures runs/latest/figures --sweep-A auto

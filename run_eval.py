@@ -9,6 +9,7 @@ hypotheses, retrieval (Hit@k) and a VideoPose3D-style export.
     python run_eval.py --sweep-A auto --figures figs/     # Figure 3 at 0.05% ... 5% of the bank
     python run_eval.py --export-topk 10 topk.npz --max-images 500
     python run_eval.py --retrieval --export-vp3d preds.npz
+    python run_eval.py --mode apf --export-bvh bvh/            # the APF poses as BVH, one file per sequence
 
 Modes: max (StructNet-Max), avg (StructNet-Avg(A)), apf (StructNet-Avg(A)-APF), pred
 (StructNet-Pred), hml (DconvMP-HML, the pre-training network of the same run) are the paper's;
@@ -20,6 +21,7 @@ import sys
 
 from apf import APFConfig
 from data import flags, h36m
+from nn import comm
 from nn.backend import keep_freed_memory
 from structlearn.evaluate import MODES, PREFERRED, SWEEP_SHARES, parse_modes
 from structlearn.protocol import EvalConfig, run_evaluation
@@ -60,6 +62,9 @@ def build_parser():
                    help="bank poses scored per GEMM; memory is batch x chunk scores (default: %(default)s)")
     g.add_argument("--no-cache", action="store_true",
                    help="neither read nor write the pose-bank embedding cache (<model>.bank.npz)")
+    g.add_argument("--shard-bank", action="store_true",
+                   help="under mpiexec: every process scores all images against its own shard of the pose bank "
+                        "(for banks too large for one process) instead of sharing the images (docs/mpi.md)")
     g = p.add_argument_group("inference")
     g.add_argument("--mode", default=DEFAULT_MODES,
                    help=f"comma-separated modes among {', '.join(MODES)}, or all (default: %(default)s; "
@@ -97,6 +102,9 @@ def build_parser():
     g.add_argument("--export-vp3d", default="", metavar="FILE",
                    help="write the predictions (the first evaluated of " + ", ".join(PREFERRED) + ") as a "
                         "VideoPose3D-style .npz: positions_3d {subject: {action: [array per camera]}}, metres")
+    g.add_argument("--export-bvh", default="", metavar="DIR",
+                   help="write the StructNet-Avg(A)-APF poses as BVH, one file per (subject, action, sub-action, "
+                        "camera) sequence in frame order, and DIR/sequences.json (needs the apf mode; docs/apf.md)")
     g.add_argument("--no-progress", action="store_true", help="no progress bars")
     return p
 
@@ -104,6 +112,8 @@ def build_parser():
 def parse_config(argv=None):
     """The EvalConfig of a command line; a bad value exits with argparse's usage error (status 2)."""
     parser = build_parser()
+    if comm.launch_rank():      # under mpiexec: usage and flag errors once, from rank 0
+        parser._print_message = lambda *a, **k: None
     args = parser.parse_args(argv)
     try:
         modes = parse_modes(args.mode)
@@ -133,6 +143,8 @@ def parse_config(argv=None):
             parser.error(f"--export-topk: K must be a positive integer, got {args.export_topk[0]!r}")
         if not export_path.strip():
             parser.error("--export-topk: FILE must not be empty")
+    if args.export_bvh and "apf" not in modes:
+        parser.error("--export-bvh writes the StructNet-Avg(A)-APF poses: add apf to --mode")
     try:
         apf = APFConfig(n_particles=args.apf_particles, n_layers=args.apf_layers,
                         stages=tuple(s.strip() for s in args.apf_stages.split(",") if s.strip()), seed=args.apf_seed)
@@ -140,17 +152,18 @@ def parse_config(argv=None):
         parser.error(f"APF settings: {err}")
     return EvalConfig(run=args.run, data=args.data, subjects=subjects, actions=actions, max_images=args.max_images,
                       device=args.device, batch_size=args.batch_size, bank_chunk=args.bank_chunk,
-                      cache=not args.no_cache, modes=modes, modes_explicit=args.mode != DEFAULT_MODES, A=A,
+                      cache=not args.no_cache, shard_bank=args.shard_bank, modes=modes,
+                      modes_explicit=args.mode != DEFAULT_MODES, A=A,
                       sweep=args.sweep_A, export_k=export_k, export_path=export_path,
                       train_images=args.train_images, best_of=args.best_of, retrieval=args.retrieval,
                       retrieval_mm=args.retrieval_mm, vp3d_path=args.export_vp3d, apf=apf, json_path=args.json,
-                      figures_dir=args.figures, progress=not args.no_progress)
+                      figures_dir=args.figures, bvh_dir=args.export_bvh, progress=not args.no_progress)
 
 
 def main(argv=None):
     keep_freed_memory()
     cfg = parse_config(argv)
-    return exit_status("run_eval.py", lambda: run_evaluation(cfg))
+    return exit_status("run_eval.py", lambda: run_evaluation(cfg, comm=comm.world()))   # docs/mpi.md
 
 
 if __name__ == "__main__":

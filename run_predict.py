@@ -4,6 +4,7 @@
     python run_predict.py photo.jpg                        # the whole image as the person box
     python run_predict.py photos/ --boxes boxes.json --out predictions/
     python run_predict.py a.png b.png --boxes boxes.csv --A 200 --top-k 10 --no-apf
+    python run_predict.py video_frames/ --export-bvh bvh/ --bvh-fps 25   # the APF poses as one BVH file
 
 Boxes: JSON {"file name": [x, y, w, h]} or CSV rows name,x,y,w,h (pixels; a name is the image's
 path as given or its file name); images without one use the whole image. The crop is the square of
@@ -35,13 +36,22 @@ def build_parser():
                    "(default: %(default)s)")
     p.add_argument("--no-apf", action="store_true", help="skip StructNet-Avg(A)-APF")
     p.add_argument("--device", default=D.device, choices=("cpu", "gpu"), help="(default: %(default)s)")
+    p.add_argument("--export-bvh", default=D.bvh_dir, metavar="DIR",
+                   help="write the StructNet-Avg(A)-APF poses as BVH: one file per folder of frames (its images in "
+                        "name order), one for the image files given on their own (docs/apf.md)")
+    p.add_argument("--bvh-fps", type=flags.positive_float, default=D.bvh_fps,
+                   help="frame rate of the BVH files (default: %(default)s, Human3.6M's)")
     return p
 
 
 def main(argv=None):
-    args = build_parser().parse_args(argv)
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if args.export_bvh and args.no_apf:
+        parser.error("--export-bvh writes the StructNet-Avg(A)-APF poses: it cannot go with --no-apf")
     cfg = PredictConfig(inputs=tuple(args.inputs), boxes=args.boxes, run=args.run, data=args.data, out=args.out,
-                        A=args.A, top_k=args.top_k, apf=not args.no_apf, device=args.device)
+                        A=args.A, top_k=args.top_k, apf=not args.no_apf, device=args.device,
+                        bvh_dir=args.export_bvh, bvh_fps=args.bvh_fps)
     return exit_status("run_predict.py", lambda: predict(cfg))
 
 

@@ -12,7 +12,7 @@ unless --out is given; run_eval.py reads runs/latest by default.
 import argparse
 import sys
 
-from structlearn.config import TrainConfig
+from structlearn.config import RECIPES, TrainConfig
 
 D = TrainConfig()
 
@@ -33,6 +33,9 @@ def build_parser():
     g.add_argument("--subjects", type=csv, default=D.subjects, help="training subjects, comma-separated (default: %(default)s)")
     g.add_argument("--actions", type=csv, default=D.actions, help="training actions, comma-separated (default: all)")
     g.add_argument("--out", default="", help="run directory (default: a new runs/<time stamp>; with --resume: runs/latest)")
+    g.add_argument("--recipe", choices=sorted(RECIPES), help="a named bundle of defaults; explicit flags still win. "
+                   "paper: Sec. 5.3 to the letter (" + ", ".join(f"--{k.replace('_', '-')} {v}" for k, v in
+                   RECIPES["paper"].items()) + "); the default departs from it where measured (README)")
     g.add_argument("--preset", default=D.preset, choices=("cpu", "paper", "tiny"), help="network preset: cpu (56x56 inputs, 256-unit layers) or paper "
                    "(112x112, conv 9x9x32/5x5x32/5x5x64, 1024 units) (default: %(default)s)")
     g.add_argument("--seed", type=int, default=D.seed, help="random seed (default: %(default)s)")
@@ -51,7 +54,8 @@ def build_parser():
     g = p.add_argument_group("network")
     g.add_argument("--pose-embedding", default=D.pose_embedding, choices=("raw", "random1", "1layer", "2layer"),
                    help="Table 3's variants (default: %(default)s)")
-    g.add_argument("--dropout", type=float, default=D.dropout, help="dropout rate on the inputs of h1, h2 (default: %(default)s)")
+    g.add_argument("--dropout", type=float, default=D.dropout, help="dropout rate on the inputs of h1, h2; the paper's is "
+                   "0.75 (--recipe paper) (default: %(default)s)")
     g.add_argument("--width", type=int, default=D.width, help="units of the fully connected layers h1-h6 "
                    "(default: the preset's)")
     g = p.add_argument_group("pre-training (reference [18])")
@@ -75,12 +79,22 @@ def build_parser():
     g.add_argument("--ls-fixed", dest="ls_reselect", action="store_false", help="line search on the fixed extended "
                    "data D (y_hat kept); the default re-selects y_hat among the batch's candidates at every trial "
                    "step, since eq. 12's cost depends on theta through y_hat (the fixed variant diverged in our runs)")
-    g.add_argument("--optimizer", default=D.optimizer, choices=("linesearch", "adam"), help="linesearch: the paper's "
-                   "grid line search and SGD step; adam: Adam on the same cost instead (default: %(default)s)")
+    g.add_argument("--optimizer", default=D.optimizer, choices=("linesearch", "adam"), help="adam: Adam on eq. 12's "
+                   "cost; linesearch: the paper's grid line search and SGD step, which fits 5x worse on the synthetic "
+                   "benchmark (README) (default: %(default)s)")
     g.add_argument("--adam-lr", type=float, default=D.adam_lr, help="Adam's rate with --optimizer adam (default: %(default)s)")
     g.add_argument("--noise-std", type=float, default=D.noise_std, help="PCA colour-noise std (default: %(default)s)")
     g.add_argument("--train-convs", action="store_true", help="also train the convolutions (the paper fixes them)")
     return p
+
+
+def parse_args(parser, argv=None):
+    """Arguments with --recipe's defaults under the explicit flags."""
+    args = parser.parse_args(argv)
+    if args.recipe:
+        parser.set_defaults(**RECIPES[args.recipe])
+        args = parser.parse_args(argv)
+    return args
 
 
 def config_from_args(args, parser):
@@ -89,7 +103,7 @@ def config_from_args(args, parser):
         out = args.out or "runs/latest"
     else:
         out = args.out or str(default_run_dir())
-    values = {k: v for k, v in vars(args).items() if k not in ("no_progress", "out")}
+    values = {k: v for k, v in vars(args).items() if k not in ("no_progress", "out", "recipe")}
     cfg = TrainConfig(**values, out=out, progress=not args.no_progress)
     if cfg.stage == "structnet" and not args.resume and not cfg.pretrained:
         parser.error("--stage structnet needs --pretrained FILE (a pretrain_model.npz) or --pretrained none")
@@ -97,20 +111,28 @@ def config_from_args(args, parser):
 
 
 def main(argv=None):
+    from nn import comm
     from nn.backend import keep_freed_memory
     keep_freed_memory()
     parser = build_parser()
-    args = parser.parse_args(argv)
+    if comm.launch_rank():      # under mpiexec: usage and flag errors once, from rank 0
+        parser._print_message = lambda *a, **k: None
+    args = parse_args(parser, argv)
     cfg = config_from_args(args, parser)
     from structlearn.train import Trainer, TrainingError, point_latest
     from structlearn.trained_run import exit_status
 
     def train():
-        trainer = Trainer(cfg)
-        if not args.out and not args.resume:
+        group = comm.world()    # several processes under mpiexec/srun (docs/mpi.md), else one
+        cfg.out = group.bcast(cfg.out)     # rank 0's time-stamped directory for all
+        trainer = Trainer(cfg, comm=group)
+        say = print if group.root else (lambda *a: None)
+        if not args.out and not args.resume and group.root:
             point_latest(cfg.out)
-        print(f"run directory: {trainer.out}  (data: {trainer.data_path}, {len(trainer.idx)} training images)")
-        print(f"done: {trainer.run()}")
+        say(f"run directory: {trainer.out}  (data: {trainer.data_path}, {len(trainer.idx)} training images"
+            + (f", {group.size} MPI processes)" if group.size > 1 else ")"))
+        done = trainer.run()
+        say(f"done: {done}")
     return exit_status("run_train.py", train, (TrainingError,),
                        "interrupted; continue with --resume (the last checkpoint is intact)")
 

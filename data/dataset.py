@@ -146,7 +146,8 @@ class DatasetWriter:
     append_bank(poses (m,17,3) mm, subject, action, subaction, camera, frame): pose-bank entries
         (only with a bank_rate_hz); close() links each image row to its entry (bank/image_row)
         and fails unless every image row has exactly one entry with an equal pose.
-    set_tpose(subject, (17,3)); close(). Use as a context manager: an exception discards the file.
+    set_tpose(subject, (17,3)); set_info(name, json_value) for a note attribute; close(). Use as a
+    context manager: an exception discards the file.
     """
 
     def __init__(self, path, source, cameras=None, generator=None, image_size=IMAGE_SIZE,
@@ -299,6 +300,17 @@ class DatasetWriter:
         if tpose.shape != (N_JOINTS, 3) or not np.isfinite(tpose).all():
             raise ValueError(f"T pose of {subject} must be finite ({N_JOINTS},3), got {tpose.shape}")
         self._tposes[h36m.parse_subjects([subject])[0]] = tpose
+
+    # The format's own attributes, which set_info cannot replace.
+    _OWN_ATTRIBUTES = ("format_version", "source", "joint_names", "parents", "cameras", "generator")
+
+    def set_info(self, name, value):
+        """Store value (JSON-serialisable) as the JSON text file attribute `name`: notes beside the
+        format that readers may ignore, such as data.prepare_h36m's summary (`preparation`)."""
+        if name in self._OWN_ATTRIBUTES:
+            raise ValueError(f"{name!r} is an attribute of the format itself, not an info attribute")
+        with self._writing():
+            self._file.attrs[name] = json.dumps(value, sort_keys=True)
 
     def close(self):
         """Write the per-subject groups and atomically move the file into place. Returns the path."""

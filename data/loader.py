@@ -68,11 +68,15 @@ class BatchLoader:
     host's batching overlaps the device's work. allocate(shape, dtype) makes the host array the
     NCHW images are written to: numpy.empty, or on the GPU a page-locked one (the trainer passes
     nn.backend.empty_pinned), so that their copy to the device is a DMA.
+    rows=(lo, hi) (training, data-parallel): serve only positions lo..hi-1 of every batch; the
+    augmentation is drawn for the whole batch and sliced, so these rows equal those of a loader
+    without `rows`.
     """
 
     def __init__(self, dataset, idx, batch_size, *, train, stats, crop=112, downsample=1,
-                 noise_std=0.1, seed=0, preload="auto", max_preload_bytes=2 << 30, allocate=np.empty):
+                 noise_std=0.1, seed=0, preload="auto", max_preload_bytes=2 << 30, allocate=np.empty, rows=None):
         self.dataset = dataset
+        self.rows = None if rows is None else slice(int(rows[0]), int(rows[1]))
         self.allocate = allocate
         self.idx = np.asarray(idx, dtype=np.int64)
         self.batch_size = int(batch_size)
@@ -123,16 +127,19 @@ class BatchLoader:
         """Batch b of `epoch` (a pure function of seed, epoch and b)."""
         order = self.order(epoch) if order is None else order
         positions = order[b * self.batch_size:(b + 1) * self.batch_size]
-        images = downsample_images(self._images(positions), self.downsample)
         n, c = len(positions), self.crop
         if self.train:
             rng = np.random.default_rng([self.seed, epoch, b])
             oy = rng.integers(0, self.size - c + 1, size=n)
             ox = rng.integers(0, self.size - c + 1, size=n)
             shift = self.stats.color_noise(rng.normal(0.0, self.noise_std, size=(n, 3)))
+            if self.rows is not None:   # this process's rows of the batch, with the batch's draws
+                positions, oy, ox, shift = (a[self.rows] for a in (positions, oy, ox, shift))
+                n = len(positions)
         else:
             oy = ox = np.full(n, centre_offset(self.size, c))
             shift = np.zeros((n, 3))
+        images = downsample_images(self._images(positions), self.downsample)
         out = crop_normalise(images, oy, ox, c, shift, self.stats)
         joints2d = self.joints2d[positions] - np.stack([ox, oy], axis=1)[:, None, :].astype(np.float32)
         nchw = self.allocate((n, 3, c, c), np.float32)

@@ -244,18 +244,21 @@ def _swing_vector(u0, v):
     return axis * scale[..., None]
 
 
-def _clip(ang, names):
+def _clip(ang, names, clip=True):
+    if not clip:
+        return ang
     idx = [_INDEX[n] for n in names]
     return np.clip(ang, ANGLE_LIMITS[idx, 0], ANGLE_LIMITS[idx, 1])
 
 
-def _hinge_twist(w, u0, bend, lim_e, lim_t):
+def _hinge_twist(w, u0, bend, lim_e, lim_t, clip=True):
     """Hinge angle e and twist t with w = Twist(t) Hinge(e) u0, both within limits.
 
     w: (...,3) unit child-bone directions in the swung frame; u0: rest direction; bend: the
     flexion direction at zero twist. (e, t) and (-e, t + pi) give the same direction: the one
     whose clipped version lies closer to w is returned (a slightly hyperextended knee stays a
-    small negative flexion instead of becoming a flexion twisted by half a turn).
+    small negative flexion instead of becoming a flexion twisted by half a turn). clip=False:
+    the same choice, returned unclipped.
     """
     side = np.cross(u0, bend)
     p, q, c = _dot(w, bend), _dot(w, side), _dot(w, u0)
@@ -270,9 +273,12 @@ def _hinge_twist(w, u0, bend, lim_e, lim_t):
              + np.sin(e)[..., None] * (np.cos(t)[..., None] * bend + np.sin(t)[..., None] * side))
         return e, t, np.sum((h - w) ** 2, axis=-1)
 
+    raw = (e1, t1, e2, t2)
     e1, t1, miss1 = clipped_miss(e1, t1)
     e2, t2, miss2 = clipped_miss(e2, t2)
     first = miss1 <= miss2
+    if not clip:
+        e1, t1, e2, t2 = raw
     return np.where(first, e1, e2), np.where(first, t1, t2)
 
 
@@ -436,7 +442,7 @@ class Skeleton:
         """The neutral T pose (17,3): all angles zero."""
         return self.forward(np.zeros(N_ANGLES))
 
-    def inverse(self, joints):
+    def inverse(self, joints, clip=True):
         """Joints (...,17,3) (any root position) -> angles (...,N_ANGLES) within ANGLE_LIMITS.
 
         forward(inverse(j)) reproduces j (to ~1e-12 mm) when j is a pose of this skeleton within
@@ -445,6 +451,10 @@ class Skeleton:
         the shoulders are projected into the thorax's frontal plane; an angle beyond its limit is
         clipped, and the rest of the chain is solved from the clipped frame so that the child
         bones keep their world directions as far as their own limits allow.
+
+        clip=False: the same solution without any clipping to ANGLE_LIMITS or SWING_CONES (each
+        angle as the pose has it, the chain solved from the unclipped frames), for measuring how
+        far poses lie outside the limits (python -m data.skeleton --check).
         """
         J = _check_joints(joints)
         d = _normalize(J - J[..., np.maximum(_PARENTS, 0), :])
@@ -458,16 +468,16 @@ class Skeleton:
         ang[..., ROOT_ANGLES] = matrix_to_rotvec(R0)
         R0 = elem(ang, "root")   # the frame forward() will rebuild
         v = _local(R0, d[..., 7, :])
-        ang[..., _INDEX["Lumbar_lat"]] = _clip(np.arctan2(v[..., 0], v[..., 2]), ["Lumbar_lat"])
+        ang[..., _INDEX["Lumbar_lat"]] = _clip(np.arctan2(v[..., 0], v[..., 2]), ["Lumbar_lat"], clip)
         F7 = R0 @ elem(ang, "lumbar")
 
         # Trunk swing, then the twist that puts the shoulder line in the thorax's x-z plane.
         s = _swing_vector(_TRUNK_REST, _local(F7, d[..., 8, :]))
         names = ["Spine_flex", "Spine_lat"]
-        ang[..., [_INDEX[n] for n in names]] = _clip(np.stack([-s[..., 0], s[..., 1]], axis=-1), names)
+        ang[..., [_INDEX[n] for n in names]] = _clip(np.stack([-s[..., 0], s[..., 1]], axis=-1), names, clip)
         G8 = F7 @ elem(ang, "spine_swing")
         line = _local(G8, J[..., 14, :] - J[..., 11, :])
-        ang[..., _INDEX["Spine_twist"]] = _clip(np.arctan2(line[..., 1], line[..., 0]), ["Spine_twist"])
+        ang[..., _INDEX["Spine_twist"]] = _clip(np.arctan2(line[..., 1], line[..., 0]), ["Spine_twist"], clip)
         F8 = G8 @ elem(ang, "spine_twist")
 
         # Neck and head: swings only (no observable twist).
@@ -475,7 +485,7 @@ class Skeleton:
         for joint, child, element in (("Neck", 9, "neck"), ("Head", 10, "head")):
             s = _swing_vector(_TRUNK_REST, _local(frame, d[..., child, :]))
             names = [joint + "_flex", joint + "_lat"]
-            ang[..., [_INDEX[n] for n in names]] = _clip(np.stack([-s[..., 0], s[..., 1]], axis=-1), names)
+            ang[..., [_INDEX[n] for n in names]] = _clip(np.stack([-s[..., 0], s[..., 1]], axis=-1), names, clip)
             frame = frame @ elem(ang, element)
 
         for side, hip, knee, foot, sh, elbow, wrist in (("R", 1, 2, 3, 14, 15, 16),
@@ -485,24 +495,24 @@ class Skeleton:
 
             s = _swing_vector(_THIGH_REST, mir * _local(R0, d[..., knee, :]))
             names = [side + "Hip_flex", side + "Hip_abd"]
-            ang[..., [_INDEX[n] for n in names]] = _clip(s[..., :2], names)
+            ang[..., [_INDEX[n] for n in names]] = _clip(s[..., :2], names, clip)
             swung = R0 @ elem(ang, side + "_hip_swing")
             w = mir * _local(swung, d[..., foot, :])
             e, t = _hinge_twist(w, _THIGH_REST, _KNEE_BEND, ANGLE_LIMITS[_INDEX[side + "Knee_flex"]],
-                                ANGLE_LIMITS[_INDEX[side + "Hip_rot"]])
+                                ANGLE_LIMITS[_INDEX[side + "Hip_rot"]], clip)
             ang[..., _INDEX[side + "Knee_flex"]], ang[..., _INDEX[side + "Hip_rot"]] = e, t
 
             v = mir * _local(F8, d[..., sh, :])
             ang[..., _INDEX[side + "Clavicle_elev"]] = _clip(np.arctan2(v[..., 2], -v[..., 0]),
-                                                              [side + "Clavicle_elev"])
+                                                              [side + "Clavicle_elev"], clip)
             s = _swing_vector(_ARM_REST, mir * _local(F8, d[..., elbow, :]))
             names = [side + "Shoulder_flex", side + "Shoulder_abd"]
-            pair = _clip(np.stack([-s[..., 2], s[..., 1]], axis=-1), names)
-            ang[..., [_INDEX[n] for n in names]] = _clip_cone(pair, SWING_CONES[0][1])
+            pair = _clip(np.stack([-s[..., 2], s[..., 1]], axis=-1), names, clip)
+            ang[..., [_INDEX[n] for n in names]] = _clip_cone(pair, SWING_CONES[0][1]) if clip else pair
             swung = F8 @ elem(ang, side + "_shoulder_swing")
             w = mir * _local(swung, d[..., wrist, :])
             e, t = _hinge_twist(w, _ARM_REST, _ELBOW_BEND, ANGLE_LIMITS[_INDEX[side + "Elbow_flex"]],
-                                ANGLE_LIMITS[_INDEX[side + "Shoulder_rot"]])
+                                ANGLE_LIMITS[_INDEX[side + "Shoulder_rot"]], clip)
             ang[..., _INDEX[side + "Elbow_flex"]], ang[..., _INDEX[side + "Shoulder_rot"]] = e, t
         return ang
 
@@ -510,3 +520,11 @@ class Skeleton:
     def _element(angles, name):
         """One elementary rotation (...,3,3) of angles (...,N_ANGLES), exactly as forward builds it."""
         return rotvec_to_matrix(np.einsum("...n,kn->...k", angles, _A[_E[name]]))
+
+
+if __name__ == "__main__":     # python -m data.skeleton --check FILE.h5: see data.skeleton_check
+    import sys
+
+    from data.skeleton_check import main
+
+    sys.exit(main())

@@ -66,6 +66,38 @@ def empty_pinned(shape, dtype):
     return cupyx.empty_pinned(shape, dtype=dtype)
 
 
+def use_device(index):
+    """Make CUDA device `index` (modulo the devices present) current for this process: one GPU per
+    rank (nn.comm, by local rank). Returns the device number used."""
+    n = cupy().cuda.runtime.getDeviceCount()
+    cupy().cuda.Device(index % n).use()
+    return index % n
+
+
+def nccl():
+    """CuPy's NCCL binding (cupy.cuda.nccl) when it is usable, else None (nn.comm then reduces
+    through MPI on host copies)."""
+    if _cupy is None:
+        return None
+    try:
+        from cupy.cuda import nccl as module
+    except ImportError:
+        return None
+    usable = getattr(module, "available", True) and hasattr(module, "NcclCommunicator")
+    return module if usable else None
+
+
+def current_stream_ptr():
+    """The raw handle of CuPy's current stream (for NCCL calls)."""
+    return cupy().cuda.get_current_stream().ptr
+
+
+def synchronize():
+    """Wait for the current CUDA device's work (a no-op without CuPy)."""
+    if _cupy is not None:
+        _cupy.cuda.Device().synchronize()
+
+
 def to_numpy(x):
     """A NumPy array (copying from the device when x is a CuPy array)."""
     if is_gpu_array(x):
@@ -89,9 +121,10 @@ def result_float_dtype(*arrays):
 def fft_module(xp):
     """(module, extra kwargs) for real 2-D FFTs: scipy.fft with all cores, or cupyx.scipy.fft."""
     if xp is np:
-        import os
         import scipy.fft
-        return scipy.fft, {"workers": os.cpu_count() or 1}
+
+        from .parallel import N_THREADS     # the cores this process may use
+        return scipy.fft, {"workers": N_THREADS}
     import cupyx.scipy.fft
     return cupyx.scipy.fft, {}
 

@@ -16,7 +16,8 @@ from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 
-N_THREADS = os.cpu_count() or 1
+# the cores this process may run on (all of them, unless a launcher such as mpiexec -bind-to binds it)
+N_THREADS = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
 MIN_BLOCK_ELEMENTS = 1 << 16  # below this, threading costs more than it saves
 _pool = ThreadPoolExecutor(max_workers=N_THREADS) if N_THREADS > 1 else None
 _controller = None

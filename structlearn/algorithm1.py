@@ -9,6 +9,12 @@ times its stages, and a data-parallel version reduces inside it.
 
 The batch's random draws come from the generator it is given, in a fixed order: the candidate
 sample, then the dropout masks.
+
+Data-parallel (nn.comm, docs/mpi.md): each rank holds the rows shard.rows of the global batch,
+draws the whole batch's candidates and masks and keeps its rows, and finds its rows' most-violated
+poses; one reduction merges their working-set increments, one the gradients (each rank's mean
+weighted by its share of the batch) and one the line search's per-step costs, so every rank takes
+the step a single process takes.
 """
 import math
 import time
@@ -17,9 +23,10 @@ from dataclasses import dataclass
 import numpy as np
 
 from nn import backend
+from nn.comm import Comm
 from nn.optim import sgd_step
 
-from .cost import StepCost, Violators, structnet_cost, structnet_cost_from_images
+from .cost import CostParts, StepCost, Violators, structnet_cost, structnet_cost_from_images
 from .linesearch import grid_line_search
 from .search import candidate_margins, most_violated, sample_candidates
 
@@ -52,14 +59,18 @@ class Algorithm1Step:
     fixed (the literal reading); train_convs: also train the convolutions (the paper fixes them);
     optimizer: None for the paper's line search + SGD step, or an object with step(params, grads)
     and lr (nn.optim.Adam) that replaces both (a measured alternative, not the paper's rule).
+    comm, shard: the process group (nn.comm) and this rank's nn.comm.Shard of every batch (the
+    images given to step are its rows); None: one process, the whole batch.
     """
 
     def __init__(self, net, bank_mm, bank_n, working_set, objective, trainable, steps, candidates, frequent,
-                 margin_scale, reselect=True, train_convs=False, optimizer=None):
+                 margin_scale, reselect=True, train_convs=False, optimizer=None, comm=None, shard=None):
         self.net, self.bank_mm, self.bank_n, self.ws = net, bank_mm, bank_n, working_set
         self.objective, self.trainable, self.steps = objective, list(trainable), steps
         self.candidates, self.frequent, self.margin_scale = candidates, frequent, margin_scale
         self.reselect, self.train_convs, self.optimizer = reselect, train_convs, optimizer
+        self.comm = comm or Comm()
+        self.shard = shard if self.comm.size > 1 else None
 
     def search(self, params, images, y_mm, y_n, rng):
         """Stage 1: sample the candidates, find the most-violated pose of each example (eq. 7) and
@@ -71,12 +82,14 @@ class Algorithm1Step:
         # the (B, C) margins are kept only when the line search re-selects y_hat with them
         margins = candidate_margins(y_mm, cand_mm, self.margin_scale).astype(y_n.dtype) if self.reselect else None
         (f2, f3), _ = net.convs.forward(params, images)
-        masks = net.image.make_masks(rng, len(images), net.convs.d2, net.convs.d3, images.dtype, xp)
+        sh = self.shard
+        masks = net.image.make_masks(rng, sh.total if sh else len(images), net.convs.d2, net.convs.d3, images.dtype,
+                                     xp, rows=sh.rows if sh else None)
         f_I, _, _ = net.image.forward(params, f2, f3, masks)
         v, delta, _ = most_violated(f_I, net.pose.forward(params, cand_n)[0], margins, y_mm, cand_mm,
                                     self.margin_scale)
         chosen = cand[backend.to_numpy(v)]
-        self.ws.add(chosen)
+        self.ws.add(self.comm.gather_rows(chosen, sh) if sh else chosen)   # V: every rank's increments
         return ExtendedBatch(images, f2, f3, y_n, masks, cand, cand_n, margins, chosen, self.bank_n[chosen], delta)
 
     def gradient(self, params, d):
@@ -88,14 +101,25 @@ class Algorithm1Step:
                                                       self.objective)
         else:
             parts, grads, _ = structnet_cost(self.net, params, d.f2, d.f3, d.y_n, fixed, d.masks, self.objective)
-        return parts, {k: grads[k] for k in self.trainable if k in grads}  # lambda = 0: no gradient for b7
+        grads = {k: grads[k] for k in self.trainable if k in grads}  # lambda = 0: no gradient for b7
+        if self.shard is None:
+            return parts, grads
+        # the batch's cost and gradient: the ranks' means weighted by their shares, in one reduction
+        sh = self.shard
+        grads, (hinge, aux, violated) = self.comm.reduce_batch(
+            grads, [sh.weight * parts.hinge, sh.weight * parts.aux, round(parts.violated * (sh.hi - sh.lo))],
+            sh.weight)
+        return CostParts(hinge + aux + parts.decay, hinge, aux, parts.decay, violated / sh.total), grads
 
     def line_search(self, params, grads, d):
         """The step of least cost along -grads over the grid. Returns (step or None, costs)."""
         violators = Violators.among(d.cand_n, d.margins) if self.reselect else Violators.fixed(d.yhat_n, d.delta)
         cost_at = StepCost(self.net, params, grads, d.f2, d.f3, d.y_n, violators, d.masks, self.objective,
                            images=d.images if self.train_convs else None)
-        return grid_line_search(cost_at, self.steps)
+        if self.shard is None:
+            return grid_line_search(cost_at, self.steps)
+        # every rank's cost of its rows at every step, weighted and summed: the batch's costs
+        return grid_line_search(cost_at, self.steps, lambda costs: self.comm.sum_floats(costs, self.shard.weight))
 
     def step(self, params, images, y_mm, y_n, rng):
         """The whole mini-batch. The record's step is None when no grid step gave a finite cost

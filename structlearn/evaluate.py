@@ -40,9 +40,11 @@ from data.loader import BatchLoader
 from data.metrics import mpjpe, n_mpjpe, p_mpjpe
 from data.skeleton import Skeleton
 from nn import backend
+from nn.comm import Comm, Shard
 
-from .bank import check_normalizer, load_or_build_bank, nearest_pose, training_poses
-from .inference import average_prefixes, image_outputs, pose_embeddings, regression_outputs, to_host, top_k_scores
+from .bank import Bank, check_normalizer, load_or_build_bank, nearest_pose, training_poses
+from .inference import (average_prefixes, image_outputs, merge_top_k, pose_embeddings, regression_outputs, to_host,
+                        top_k_scores)
 from .retrieval import (RETRIEVAL_KS, RETRIEVAL_MM, best_of_k, cross_view, image_to_pose, ranked_pmpjpe,
                         threshold_rule)
 from .trained_run import EvalError, LoadedModel, load_for_eval, resolve_run
@@ -201,10 +203,22 @@ class Evaluator:
 
     Evaluator(run, data=None, device="cpu", cache=True, hml=False, log=print) loads a run from
     disk; Evaluator.in_memory(...) evaluates parameters held by the trainer (--eval-every).
+
+    comm (nn.comm, docs/mpi.md): the ranks share the test (and training) images, or with
+    shard_bank each scores every image against its own shard of the bank (its embeddings only)
+    and the per-rank top lists are merged exactly; the APF and the bank floor are shared either
+    way. Every rank's run() returns the whole EvalOutput (the cross-view retrieval on rank 0 only).
     """
 
-    def __init__(self, run="runs/latest", data=None, device="cpu", cache=True, hml=False, log=print):
+    def __init__(self, run="runs/latest", data=None, device="cpu", cache=True, hml=False, log=print, comm=None,
+                 shard_bank=False):
         _check_device(device)
+        self.comm = comm or Comm()
+        if device == "gpu" and self.comm.size > 1:
+            backend.use_device(self.comm.local_rank)    # one GPU per rank
+        self.bank_shard = None
+        if shard_bank and self.comm.size > 1:
+            self.bank_shard = True      # made in _setup, once the bank's size is known
         self.model_path, self.pretrain_path = resolve_run(run)
         model = load_for_eval(self.model_path, "structnet", device)
         meta = model.meta
@@ -234,6 +248,7 @@ class Evaluator:
         _check_device(device)
         ev = cls.__new__(cls)
         ev.model_path = ev.pretrain_path = ev.hml = None
+        ev.comm, ev.bank_shard = Comm(), None
         model = LoadedModel("<in-memory parameters>", "structnet", net, params, {}, normalizer, stats)
         ev._setup(model, dataset, tuple(subjects), tuple(actions or ()) or None, device, False, log)
         return ev
@@ -252,7 +267,20 @@ class Evaluator:
                                          actions=None if train_actions is None else list(train_actions))
         self._floors = {}
         t = time.perf_counter()
-        self.bank = load_or_build_bank(model, bank_mm, bidx, dataset.bank_image_rows(bidx), cache=cache)
+        rows = dataset.bank_image_rows(bidx)
+        if self.bank_shard:   # this rank's shard of the bank: its embeddings only, never cached
+            if len(bank_mm) < self.comm.size:
+                raise EvalError(f"--shard-bank: the {len(bank_mm)}-pose bank has fewer poses than the "
+                                f"{self.comm.size} MPI processes")
+            sh = self.bank_shard = self.comm.shard(len(bank_mm))
+            emb = pose_embeddings(model.net, model.params, model.normalizer.normalize(bank_mm[sh.rows]))
+            self.bank = Bank(bank_mm, bidx, rows, emb, "", f"computed (shard {sh.lo}:{sh.hi} of rank {self.comm.rank})")
+        else:
+            if self.comm.size > 1 and not self.comm.root:
+                self.comm.barrier()     # rank 0 builds (and caches) the embeddings first
+            self.bank = load_or_build_bank(model, bank_mm, bidx, rows, cache=cache)
+            if self.comm.size > 1 and self.comm.root:
+                self.comm.barrier()
         self.bank_seconds = time.perf_counter() - t
 
     def refresh(self, params):
@@ -265,12 +293,29 @@ class Evaluator:
 
     def bank_floor(self, idx):
         """The bank floor of test rows idx: (N,) float64 MPJPE of the nearest bank pose to each
-        test pose (bank.nearest_pose), memoised per idx: it depends on the bank only, not the model."""
+        test pose (bank.nearest_pose), memoised per idx: it depends on the bank only, not the model.
+        Under MPI each rank computes a shard of the rows (exact per row)."""
         key = np.asarray(idx, dtype=np.int64).tobytes()
         if key not in self._floors:
-            gt = root_relative(self.dataset.poses(idx)).astype(np.float32)
-            self._floors[key] = nearest_pose(self.bank.poses, gt)[0].astype(np.float64)
+            sh = self.comm.shard(len(idx))
+            gt = root_relative(self.dataset.poses(np.asarray(idx)[sh.rows])).astype(np.float32)
+            floor = nearest_pose(self.bank.poses, gt)[0] if len(gt) else np.empty(0, np.float32)
+            self._floors[key] = self.comm.concat_rows(floor).astype(np.float64)
         return self._floors[key]
+
+    def _top_k(self, f_I, k, chunk):
+        """top_k_scores of f_I (B, D) over the bank; with a sharded bank, every rank's over its shard,
+        merged (inference.merge_top_k) into the exact top k of the whole bank (host arrays)."""
+        if self.bank_shard is None:
+            return top_k_scores(f_I, self.bank.emb, k, chunk)
+        s, i = top_k_scores(f_I, self.bank.emb, k, chunk)
+        lists = self.comm.allgather((to_host(s), to_host(i) + self.bank_shard.lo))
+        return merge_top_k(lists, min(int(k), self.bank_size))
+
+    def _images_shard(self, n):
+        """The rows of n images this rank evaluates: a Shard of them when the ranks share the
+        images, all of them in one process or with a sharded bank."""
+        return self.comm.shard(n) if self.bank_shard is None else Shard(0, n, n)
 
     @property
     def bank_size(self):
@@ -353,14 +398,17 @@ class Evaluator:
                   "retrieval": 0.0}
         top1 = set()
 
-        loader = _loader(self.dataset, self.model, idx, batch_size)
+        part = self._images_shard(N)    # the rows this rank evaluates (all in one process)
+        mine = np.asarray(idx)[part.rows]
+        batches = _loader(self.dataset, self.model, mine, batch_size).epoch(0) if len(mine) else ()
         hml_loader = None
-        if "hml" in modes and not _same_preprocessing(self.model, self.hml):
-            hml_loader = _loader(self.dataset, self.hml, idx, batch_size)
+        if "hml" in modes and not _same_preprocessing(self.model, self.hml) and len(mine):
+            hml_loader = _loader(self.dataset, self.hml, mine, batch_size)
         hml_batches = hml_loader.epoch(0) if hml_loader is not None else None
-        bar = tqdm(total=N, desc="evaluating", unit="img", disable=not progress, file=sys.stderr, dynamic_ncols=True)
-        start = 0
-        for batch in loader.epoch(0):
+        bar = tqdm(total=len(mine), desc="evaluating", unit="img", disable=not (progress and self.comm.root),
+                   file=sys.stderr, dynamic_ncols=True)
+        start = part.lo
+        for batch in batches:
             n = len(batch.index)
             sl = slice(start, start + n)
             gt = batch.poses
@@ -374,7 +422,7 @@ class Evaluator:
             t = time.perf_counter()
             preds = {}
             if use_bank:
-                top_s, top_i = top_k_scores(f_I, self.bank.emb, kmax, chunk)
+                top_s, top_i = self._top_k(f_I, kmax, chunk)
                 top_s, top_i = to_host(top_s), to_host(top_i)
                 top1.update(top_i[:, 0].tolist())
             if "max" in modes:
@@ -429,6 +477,20 @@ class Evaluator:
             start += n
             bar.update(n)
         bar.close()
+        if self.comm.size > 1 and self.bank_shard is None:   # every rank's rows, in order, on every rank
+            lo, hi = part.lo, part.hi
+            arrays = [*(errs[name][m] for name in METRICS for m in modes if m != "apf"),
+                      *(sw[a][name] for a in sweep for name in METRICS), best, gts,
+                      *(x for x in (pose_errs, keep_all, apf_targets, apf_inits) if x is not None),
+                      *(out.topk.values() if export_k else ())]
+            for x in arrays:
+                x[:] = self.comm.concat_rows(x[lo:hi])
+            for x in (*kept.values(), kept_gt):   # zero outside each rank's rows
+                self.comm.allreduce_sum(x.reshape(-1))
+            top1 = set().union(*self.comm.allgather(top1))
+            if retrieval:
+                f_I_all = [self.comm.concat_rows(np.concatenate(f_I_all) if f_I_all else
+                                                 np.empty((0, self.bank.emb.shape[1]), np.float32))]
 
         if "apf" in modes:
             t = time.perf_counter()
@@ -444,7 +506,7 @@ class Evaluator:
         out.gt = gts
         if keep_all is not None:
             out.predictions = {keep_mode: keep_all}
-        if retrieval:
+        if retrieval and self.comm.root:   # an all-pairs pass over the test images: rank 0's
             t = time.perf_counter()
             out.retrieval = {"threshold_mm": float(retrieval_mm), "rule": threshold_rule(retrieval_mm),
                              "ks": list(RETRIEVAL_KS),
@@ -471,14 +533,19 @@ class Evaluator:
             pos = np.flatnonzero(subjects == s)
             for j in range(0, len(pos), APF_SLICE):
                 jobs.append((s, j // APF_SLICE, pos[j:j + APF_SLICE]))
-        bar = tqdm(total=len(targets), desc="APF", unit="img", disable=not progress, file=sys.stderr,
-                   dynamic_ncols=True)
+        jobs = jobs[self.comm.rank::self.comm.size]    # under MPI: every rank its share of the slices
+        bar = tqdm(total=sum(len(pos) for _, _, pos in jobs), desc="APF", unit="img",
+                   disable=not (progress and self.comm.root), file=sys.stderr, dynamic_ncols=True)
         for s, j, pos in jobs:
             seed = int(np.random.SeedSequence([int(config.seed), h36m.ALL_SUBJECTS.index(s), j]).generate_state(1)[0])
             cfg = APFConfig(**{**asdict(config), "seed": seed})
             out[pos] = refine_poses(skel[s], targets[pos], inits[pos], cfg)
             bar.update(len(pos))
         bar.close()
+        if self.comm.size > 1:
+            for done in self.comm.allgather([(pos, out[pos]) for _, _, pos in jobs]):
+                for pos, poses in done:
+                    out[pos] = poses
         return out
 
     def alignment(self, max_images=2000, batch_size=256, chunk=16384, keep_embeddings=False, progress=True):
@@ -491,14 +558,16 @@ class Evaluator:
         those poses (root-relative mm), all on the host (Figure 4).
         """
         rows = evenly_spaced(self.train_rows, max_images)
-        loader = _loader(self.dataset, self.model, rows, batch_size)
+        part = self._images_shard(len(rows))
+        mine = rows[part.rows]
+        batches = _loader(self.dataset, self.model, mine, batch_size).epoch(0) if len(mine) else ()
         errs, keep = [], {"f_I": [], "f_J": [], "poses": []}
         s1 = s2 = 0.0
-        bar = tqdm(total=len(rows), desc="alignment", unit="img", disable=not progress, file=sys.stderr,
-                   dynamic_ncols=True)
-        for batch in loader.epoch(0):
+        bar = tqdm(total=len(mine), desc="alignment", unit="img", disable=not (progress and self.comm.root),
+                   file=sys.stderr, dynamic_ncols=True)
+        for batch in batches:
             f_I, _ = image_outputs(self.model.net, self.model.params, self._dev(batch.images))
-            _, top = top_k_scores(f_I, self.bank.emb, 1, chunk)
+            _, top = self._top_k(f_I, 1, chunk)
             errs.append(mpjpe(self.bank.poses[to_host(top)[:, 0]], batch.poses))
             f = to_host(f_I).astype(np.float64)
             s1, s2 = s1 + f.sum(axis=0), s2 + (f * f).sum(axis=0)
@@ -509,6 +578,16 @@ class Evaluator:
                 keep["poses"].append(batch.poses)
             bar.update(len(batch.index))
         bar.close()
+        if self.comm.size > 1 and self.bank_shard is None:   # every rank's rows, in order
+            D = self.bank.emb.shape[1]
+            sums = np.concatenate([np.broadcast_to(s1, (D,)), np.broadcast_to(s2, (D,))]).astype(np.float64)
+            self.comm.allreduce_sum(sums)
+            s1, s2 = sums[:D], sums[D:]
+            errs = [self.comm.concat_rows(np.concatenate(errs) if errs else np.empty(0, np.float32))]
+            if keep_embeddings:
+                empty = {"f_I": (0, D), "f_J": (0, D), "poses": (0, N_JOINTS, 3)}
+                keep = {k: [self.comm.concat_rows(np.concatenate(v) if v else np.empty(empty[k], np.float32))]
+                        for k, v in keep.items()}
         e = np.concatenate(errs)
         mean = s1 / len(e)
         std = np.sqrt(np.maximum(s2 / len(e) - mean * mean, 0))

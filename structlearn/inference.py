@@ -106,6 +106,17 @@ def top_k_scores(f_I, bank_emb, k, chunk=16384):
     return xp.take_along_axis(best_s, order, axis=1), xp.take_along_axis(best_i, order, axis=1)
 
 
+def merge_top_k(lists, k):
+    """The exact top k of a bank from the top lists of its shards (sharded evaluation, docs/mpi.md):
+    lists [(scores (B, k_r), bank indices (B, k_r))] on the host, k_r = min(k, shard size) ->
+    (scores (B, k), indices (B, k)), best first, equal scores by lower bank index. Every pose of the
+    whole bank's top k is in its shard's top k_r, so nothing is lost."""
+    s = np.concatenate([a for a, _ in lists], axis=1)
+    i = np.concatenate([b for _, b in lists], axis=1)
+    order = np.lexsort((i, -s), axis=-1)[:, :k]
+    return np.take_along_axis(s, order, axis=1), np.take_along_axis(i, order, axis=1)
+
+
 def average_prefixes(top_idx, bank_mm, As):
     """StructNet-Avg(A) for several A at once: {A: (B, 17, 3)} from the ranked poses top_idx
     (B, K) of bank_mm (M, 17, 3); A > K is clipped to K. One pass over the max(A) best poses:

@@ -14,9 +14,12 @@ def step_grid(lo=1e-7, hi=1e2, points=10):
     return np.geomspace(lo, hi, points)
 
 
-def grid_line_search(cost_at, steps):
-    """(best step or None, [cost per step]) with cost_at(step) -> float."""
+def grid_line_search(cost_at, steps, combine=None):
+    """(best step or None, [cost per step]) with cost_at(step) -> float; combine(costs) -> costs
+    (data-parallel: the sum over ranks of their shares) before the choice."""
     costs = [float(cost_at(float(s))) for s in steps]
+    if combine is not None:
+        costs = combine(costs)
     finite = [(c, s) for c, s in zip(costs, steps) if math.isfinite(c)]
     if not finite:
         return None, costs

@@ -150,10 +150,14 @@ class ImageBranch:
     def layers(self):
         return [self.h1, self.h2, self.h3, self.h4, self.g7]
 
-    def make_masks(self, rng, n, d2, d3, dtype, xp=np):
-        """Dropout masks for a batch, drawn once so the line search reuses them."""
-        return {"drop1": self.drop1.make_mask(rng, (n, d2), dtype, xp),
-                "drop2": self.drop2.make_mask(rng, (n, d3), dtype, xp)}
+    def make_masks(self, rng, n, d2, d3, dtype, xp=np, rows=None):
+        """Dropout masks for a batch of n, drawn once so the line search reuses them; rows (a
+        slice, data-parallel): the masks of the whole batch are drawn and only these rows kept."""
+        if rows is None:
+            return {"drop1": self.drop1.make_mask(rng, (n, d2), dtype, xp),
+                    "drop2": self.drop2.make_mask(rng, (n, d3), dtype, xp)}
+        m1, m2 = self.drop1.make_mask(rng, (n, d2), dtype), self.drop2.make_mask(rng, (n, d3), dtype)
+        return {"drop1": xp.asarray(m1[rows]), "drop2": xp.asarray(m2[rows])}
 
     def first_inputs(self, params, f2, f3, masks):
         """The inputs of h1 and h2: dropout of f2 (N, d2) and f3 (N, d3); masks None = evaluation.

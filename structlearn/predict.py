@@ -22,6 +22,7 @@ from data.prepare_h36m import IMAGE_EXTENSIONS, crop_resize, integer_box
 from data.skeleton import Skeleton
 from nn import backend
 
+from . import bvh_export
 from .evaluate import APF_SLICE, PREFERRED, Evaluator, default_A, method_name
 from .inference import average_prefixes, image_outputs, to_host, top_k_scores
 from .trained_run import EvalError
@@ -41,6 +42,8 @@ class PredictConfig:
     top_k: int = 5
     apf: bool = True
     device: str = "cpu"
+    bvh_dir: str = ""              # BVH files of the APF poses, one per sequence (image_sequences); "" = none
+    bvh_fps: float = h36m.FPS      # their frame rate
 
 
 def list_images(inputs):
@@ -60,6 +63,27 @@ def list_images(inputs):
     if not out:
         raise EvalError("no images given")
     return out
+
+
+def image_sequences(inputs):
+    """The sequences of the BVH export, [(name, positions in list_images(inputs))]: each folder is
+    one (its images sorted by name, named after it), the image files given on their own are one
+    together in the order given (named "images"); names made unique with _2, _3..."""
+    out, loose, start = [], [], 0
+    for item in inputs:
+        n = len(list_images([item]))
+        if Path(item).is_dir():
+            out.append((Path(os.path.abspath(item)).name or "frames", list(range(start, start + n))))
+        else:
+            loose.append(start)
+        start += n
+    if loose:
+        out.append(("images", loose))
+    seen, named = {}, []
+    for name, pos in out:
+        seen[name] = seen.get(name, 0) + 1
+        named.append((name if seen[name] == 1 else f"{name}_{seen[name]}", pos))
+    return named
 
 
 def read_image(path):
@@ -169,6 +193,10 @@ def predict(cfg, log=print):
 
     paths = list_images(cfg.inputs)
     boxes = read_boxes(cfg.boxes, paths) if cfg.boxes else {}
+    if cfg.bvh_dir:
+        if not cfg.apf:
+            raise EvalError("the BVH export needs the StructNet-Avg(A)-APF poses (drop --no-apf)")
+        bvh_export.prepare_directory(cfg.bvh_dir)
     crops, records = [], []
     for p in paths:   # every image is checked before the model loads
         frame = read_image(p)
@@ -215,4 +243,7 @@ def predict(cfg, log=print):
     json_path = os.path.join(cfg.out, JSON_NAME)
     write_text_atomic(json_path, json.dumps(result, indent=1) + "\n")
     log(f"{len(records)} image(s): {json_path} and a picture per image in {cfg.out}")
+    if cfg.bvh_dir:
+        bvh_export.export_predictions(cfg.bvh_dir, image_sequences(cfg.inputs), paths, preds["apf"],
+                                      mean_skeleton(ev), cfg.bvh_fps, A, skeleton_note, log)
     return result

@@ -17,6 +17,7 @@ import numpy as np
 
 from data.h36m import N_JOINTS
 from nn import backend
+from nn.comm import Comm
 from nn.optim import add_grads, weight_decay
 
 from .cost import CostParts
@@ -76,19 +77,30 @@ def multitask_cost(net, params, images, y_n, cells, masks, detect_weight, alpha,
 class PretrainStep:
     """One mini-batch of the pre-training: the multi-task cost, then a momentum step.
     step(params, images, y_n, cells, rng, lr) updates params and velocity in place and returns the
-    batch's log record; it raises FloatingPointError, before any update, when the cost is not finite."""
+    batch's log record; it raises FloatingPointError, before any update, when the cost is not finite.
+    comm, shard (data-parallel, nn.comm): the images are this rank's rows shard.rows of the batch;
+    the batch's masks are drawn and sliced, and one reduction sums the weighted gradients."""
 
-    def __init__(self, net, velocity, detect_weight, alpha, decay_names, momentum):
+    def __init__(self, net, velocity, detect_weight, alpha, decay_names, momentum, comm=None, shard=None):
         self.net, self.velocity, self.momentum = net, velocity, momentum
         self.detect_weight, self.alpha, self.decay_names = detect_weight, alpha, decay_names
+        self.comm = comm or Comm()
+        self.shard = shard if self.comm.size > 1 else None
 
     def step(self, params, images, y_n, cells, rng, lr):
         t0 = time.perf_counter()
         net = self.net
         xp = backend.get_array_module(images)
-        masks = net.image.make_masks(rng, len(images), net.convs.d2, net.convs.d3, images.dtype, xp)
+        sh = self.shard
+        masks = net.image.make_masks(rng, sh.total if sh else len(images), net.convs.d2, net.convs.d3, images.dtype,
+                                     xp, rows=sh.rows if sh else None)
         parts, grads = multitask_cost(net, params, images, y_n, cells, masks, self.detect_weight, self.alpha,
                                       self.decay_names)
+        if sh is not None:   # the batch's cost and gradient: the ranks' weighted means, one reduction
+            grads, (regress, detect) = self.comm.reduce_batch(grads, [sh.weight * parts.aux, sh.weight * parts.detect],
+                                                              sh.weight)
+            parts = CostParts(regress + self.detect_weight * detect + parts.decay, 0.0, regress, parts.decay, 0.0,
+                              detect)
         if not math.isfinite(parts.total):
             raise FloatingPointError(f"pre-training cost became {parts.total}")
         momentum_step(params, grads, self.velocity, lr, self.momentum)

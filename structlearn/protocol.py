@@ -7,8 +7,9 @@ from dataclasses import asdict, dataclass, field
 
 from apf import APFConfig
 from data import h36m
+from nn.comm import Comm
 
-from . import report
+from . import bvh_export, report
 from .evaluate import BEST_OF, MODES, PREFERRED, Evaluator, default_A, method_name, summarize, sweep_values
 from .retrieval import RETRIEVAL_MM
 from .trained_run import EvalError, resolve_run
@@ -26,6 +27,7 @@ class EvalConfig:
     batch_size: int = 256              # test images per batch
     bank_chunk: int = 16384            # bank poses scored per GEMM: memory is batch_size x bank_chunk scores
     cache: bool = True                 # read and write the bank embedding cache (<model>.bank.npz)
+    shard_bank: bool = False           # under MPI: every rank scores its own shard of the bank (docs/mpi.md)
     # inference
     modes: tuple = MODES               # structlearn.evaluate.MODES, evaluated and reported in this order
     modes_explicit: bool = True        # False (run_eval's default --mode): drop hml, with a note, when the run has
@@ -41,6 +43,7 @@ class EvalConfig:
     retrieval_mm: float = RETRIEVAL_MM  # ... a hit: P-MPJPE within this many mm of the query's pose
     vp3d_path: str = ""                # the predictions (of the first of evaluate.PREFERRED) in VideoPose3D's
                                        # layout (data.vp3d); "" = none
+    bvh_dir: str = ""                  # the APF poses as BVH, one file per sequence (structlearn.bvh_export); "" = none
     apf: APFConfig = field(default_factory=APFConfig)   # StructNet-Avg(A)-APF (docs/apf.md)
     # output
     json_path: str = ""                # the result objects as JSON (docs/eval.md); "" = none
@@ -70,11 +73,14 @@ def _floor_context(output):
     return {"mpjpe_all_frames": s["all_frames"], "mpjpe_action_mean": s["action_mean"], "per_action": s["per_action"]}
 
 
-def run_evaluation(cfg, log=print):
+def run_evaluation(cfg, log=print, comm=None):
     """Evaluate cfg.run on the test rows: every mode, Table 1, the P-MPJPE table and the alignment
     statistic printed through log; the JSON, the top-k file and the figures written where cfg says.
-    Returns the list of result objects (the JSON). EvalError for anything the user can fix."""
-    say = log
+    Returns the list of result objects (the JSON). EvalError for anything the user can fix.
+    comm (nn.comm): the ranks share the work (Evaluator); rank 0 alone prints and writes, the
+    others return None."""
+    comm = comm or Comm()
+    say = log if comm.root else (lambda *a, **k: None)
     modes = cfg.modes
     model_path, pretrain_path = resolve_run(cfg.run)
     if "hml" in modes and pretrain_path is None:
@@ -82,7 +88,12 @@ def run_evaluation(cfg, log=print):
             raise EvalError(f"mode hml (DconvMP-HML) needs pretrain_model.npz beside {model_path}")
         say(f"note: no pretrain_model.npz beside {model_path}: DconvMP-HML (hml) skipped")
         modes = tuple(m for m in modes if m != "hml")
-    ev = Evaluator(cfg.run, cfg.data or None, cfg.device, cache=cfg.cache, hml="hml" in modes, log=say)
+    if cfg.bvh_dir:
+        if "apf" not in modes:
+            raise EvalError("--export-bvh writes the StructNet-Avg(A)-APF poses: add apf to --mode")
+        bvh_export.prepare_directory(cfg.bvh_dir)
+    ev = Evaluator(cfg.run, cfg.data or None, cfg.device, cache=cfg.cache, hml="hml" in modes, log=say, comm=comm,
+                   shard_bank=cfg.shard_bank)
     M = ev.bank_size
     A_auto = cfg.A is None
     A = default_A(M) if A_auto else min(int(cfg.A), M)
@@ -106,11 +117,14 @@ def run_evaluation(cfg, log=print):
     vp3d_mode = next(m for m in PREFERRED if m in modes) if cfg.vp3d_path else None
     output = ev.run(idx, modes, A, sweep=sweep, export_k=cfg.export_k, apf_config=cfg.apf,
                     batch_size=cfg.batch_size, chunk=cfg.bank_chunk, keep_rows=keep, progress=cfg.progress,
-                    best_of=cfg.best_of, retrieval=cfg.retrieval, retrieval_mm=cfg.retrieval_mm, keep_mode=vp3d_mode)
+                    best_of=cfg.best_of, retrieval=cfg.retrieval, retrieval_mm=cfg.retrieval_mm,
+                    keep_mode=vp3d_mode or ("apf" if cfg.bvh_dir else None))
     align = None
     if cfg.train_images > 0:
         align = ev.alignment(cfg.train_images, cfg.batch_size, cfg.bank_chunk, keep_embeddings=bool(cfg.figures_dir),
                              progress=cfg.progress)
+    if not comm.root:
+        return None
     context = {"model": ev.model_path, "pretrain_model": ev.pretrain_path if "hml" in modes else None,
                "data": ev.data_path, "device": cfg.device, "bank_poses": M,
                "bank_with_images": int((ev.bank.rows >= 0).sum()), "bank_rate_hz": ev.dataset.bank_rate_hz,
@@ -138,6 +152,8 @@ def run_evaluation(cfg, log=print):
         report.save_vp3d(cfg.vp3d_path, output, vp3d_mode, ev.dataset)
         say(f"wrote {cfg.vp3d_path}: {method_name(vp3d_mode, A)} poses of {len(idx)} test images in "
             "VideoPose3D's layout (positions_3d, metres)")
+    if cfg.bvh_dir:
+        bvh_export.export_evaluation(cfg.bvh_dir, output, ev, say)
     fig_dir = cfg.figures_dir or (os.path.join(os.path.dirname(ev.model_path), "eval") if cfg.sweep else "")
     if fig_dir:
         for path in report.write_figures(ev, output, modes, results, align, fig_dir, sweep, bool(cfg.figures_dir),

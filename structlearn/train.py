@@ -10,6 +10,11 @@ run resumed from a checkpoint reproduces an uninterrupted one exactly.
 Outputs in the run directory: config.json, log.jsonl (one line per mini-batch), checkpoint.npz
 (latest, atomic), pretrain_model.npz (the DconvMP-HML network), model.npz (StructNet),
 summary.json (end-of-training statistics).
+
+Data-parallel (comm, an nn.comm process group of N ranks; docs/mpi.md): every rank takes a fixed
+share of each global mini-batch (--batch-size stays the global size) and the steps reduce inside,
+so all ranks hold the same parameters and working set. Rank 0 alone writes the run directory and
+shows the progress; checkpoints hold nothing rank-specific, so a run may resume with another N.
 """
 import json
 import math
@@ -28,11 +33,12 @@ from data.imagestats import ImageStats
 from data.loader import BatchLoader
 from data.synth.generator import ROOMS
 from nn import backend
+from nn.comm import Comm
 from nn.optim import Adam
 
 from .algorithm1 import Algorithm1Step
 from .bank import pose_space
-from .checkpoint import CheckpointError, load_checkpoint, load_training_checkpoint, save_checkpoint
+from .checkpoint import CheckpointError, load_training_checkpoint, save_checkpoint
 from .config import DOMAINS, STAGES, TrainConfig, flag
 from .cost import Objective
 from .encoding import PoseNormalizer
@@ -84,13 +90,18 @@ def validate_config(cfg):
 
 
 class Trainer:
-    """One training run in cfg.out; call run()."""
+    """One training run in cfg.out; call run(). comm: the nn.comm process group (None: one
+    process); only its rank 0 logs and writes."""
 
-    def __init__(self, cfg, log=print):
+    def __init__(self, cfg, log=print, comm=None):
         validate_config(cfg)
-        self.cfg, self.say = cfg, log
+        self.comm = comm or Comm()
+        self.cfg, self.say = cfg, (log if self.comm.root else (lambda *a, **k: None))
         self.out = Path(cfg.out)
         self.xp = backend.cupy() if cfg.device == "gpu" else np
+        if cfg.device == "gpu" and self.comm.size > 1:
+            backend.use_device(self.comm.local_rank)    # one GPU per rank
+        self.handover = None    # the max-margin stage's first parameters, after pre-training in this process
         self.ckpt_path = self.out / "checkpoint.npz"
         self.state, self.arrays, self.ckpt_params = None, {}, None
         if cfg.resume:
@@ -99,9 +110,11 @@ class Trainer:
             raise TrainingError(f"{self.out} already holds a run; pass --resume to continue it or choose another --out")
 
         data_path = cfg.data
-        if not data_path:
+        if not data_path:   # generated once, by rank 0
             from data.synth import ensure_synthetic
-            data_path = ensure_synthetic(scale=cfg.synth_scale, rooms=cfg.synth_rooms, progress=cfg.progress)
+            if self.comm.root:
+                data_path = ensure_synthetic(scale=cfg.synth_scale, rooms=cfg.synth_rooms, progress=cfg.progress)
+            data_path = self.comm.bcast(data_path)
         self.data_path = str(data_path)
         self.dataset = PoseDataset(self.data_path)
         self.subjects = h36m.parse_subjects(cfg.subjects)
@@ -126,6 +139,10 @@ class Trainer:
             self.normalizer = PoseNormalizer.fit(self.bank_mm)
             self.stats = ImageStats.for_subjects(self.dataset, self.subjects)
         self.bank_n = self.normalizer.normalize(self.bank_mm)
+        self.batches_run = 0
+        self.curves = None      # --eval-every (structlearn.curves), made at the first curve point
+        if not self.comm.root:
+            return
         # Everything is checked: only now touch the run directory. A kill leaves temporaries of
         # atomic writes behind; a fresh run starts a fresh log, a resumed one keeps the lines of
         # the batches before its checkpoint.
@@ -137,8 +154,6 @@ class Trainer:
         self._restart_log(self.state)
         write_text_atomic(self.out / "config.json", json.dumps(
             {**cfg.to_dict(), "data_resolved": self.data_path, "net": self.net_cfg.to_dict()}, indent=1))
-        self.batches_run = 0
-        self.curves = None      # --eval-every (structlearn.curves), made at the first curve point
 
     # ------------------------------------------------------------------ what the run needs
     def _check_request(self):
@@ -160,6 +175,9 @@ class Trainer:
                 raise TrainingError(f"{flag(name)} {size} is larger than the {len(self.idx)} selected training "
                                     f"images of {self.data_path} (per subject: {holds}); lower it or select more "
                                     "subjects or actions")
+            if stage in stages and size < self.comm.size:
+                raise TrainingError(f"{flag(name)} {size} is smaller than the {self.comm.size} MPI processes; each "
+                                    "takes a share of every mini-batch: raise it or start fewer processes")
 
     def _actions_of(self, subject):
         held = set(self.dataset.metadata(self.dataset.select(subjects=[subject]))["action"])
@@ -223,9 +241,12 @@ class Trainer:
         write_text_atomic(path, "".join(line + "\n" for line in keep))
 
     def _log(self, record):
-        append_text(self.out / "log.jsonl", json.dumps(record) + "\n")
+        if self.comm.root:
+            append_text(self.out / "log.jsonl", json.dumps(record) + "\n")
 
     def _checkpoint(self, stage, epoch, batch, params, arrays):
+        if not self.comm.root:
+            return
         state = {"stage": stage, "epoch": epoch, "batch": batch, "config": self.cfg.to_dict(),
                  "normalizer": self.normalizer.to_dict(), "image_stats": self.stats.to_dict(),
                  "net": self.net_cfg.to_dict(), "data": self.data_record}
@@ -238,13 +259,18 @@ class Trainer:
 
     def _progress(self, total, initial, desc):
         return tqdm(total=total, initial=initial, desc=desc, unit="batch", dynamic_ncols=True,
-                    disable=not self.cfg.progress, file=sys.stderr)
+                    disable=not (self.cfg.progress and self.comm.root), file=sys.stderr)
 
-    def _loader(self, batch_size, train=True, idx=None):
+    def _loader(self, batch_size, train=True, idx=None, shard=None):
         return BatchLoader(self.dataset, self.idx if idx is None else idx, batch_size, train=train, stats=self.stats,
                            crop=self.net_cfg.input_size, downsample=self.net_cfg.downsample,
                            noise_std=self.cfg.noise_std, seed=self.cfg.seed,
-                           allocate=backend.empty_pinned if self.cfg.device == "gpu" else np.empty)
+                           allocate=backend.empty_pinned if self.cfg.device == "gpu" else np.empty,
+                           rows=None if shard is None else (shard.lo, shard.hi))
+
+    def _shard(self, batch_size):
+        """This rank's nn.comm.Shard of every mini-batch; None in one process."""
+        return self.comm.shard(batch_size) if self.comm.size > 1 else None
 
     def _dev(self, a):
         return self.xp.asarray(a)
@@ -273,7 +299,7 @@ class Trainer:
         the checkpoints (every cfg.checkpoint_every batches, at each epoch end and on a stop) and the
         end-of-epoch line epoch_line(epoch, records). Returns False when stopped early (stop_after)."""
         cfg = self.cfg
-        loader = self._loader(batch_size)
+        loader = self._loader(batch_size, shard=self._shard(batch_size))
         nb = loader.n_batches
         start_epoch, start_batch = start
         desc = {"pretrain": "pre-training", "structnet": "max-margin"}[stage]
@@ -312,8 +338,8 @@ class Trainer:
     def _curve_point(self, epochs_done, params):
         """--eval-every: the in-memory parameters after epochs_done max-margin epochs evaluated when
         due (structlearn.curves; one record in curves.jsonl). It only reads params and draws no
-        randomness, so training is the same with and without it."""
-        if not self.cfg.eval_every:
+        randomness, so training is the same with and without it. Rank 0 alone evaluates."""
+        if not self.cfg.eval_every or not self.comm.root:
             return
         if self.curves is None:
             from .curves import LearningCurves
@@ -333,7 +359,8 @@ class Trainer:
             params = net.init_params(np.random.default_rng([cfg.seed, STAGE_IDS["pretrain"]])).to(cfg.device)
             velocity = {k: xp.zeros_like(v) for k, v in params.items()}
             start = (0, 0)
-        pre = PretrainStep(net, velocity, cfg.detect_weight, cfg.alpha, params.weight_names, cfg.pretrain_momentum)
+        pre = PretrainStep(net, velocity, cfg.detect_weight, cfg.alpha, params.weight_names, cfg.pretrain_momentum,
+                           self.comm, self._shard(cfg.pretrain_batch_size))
         G, S = self.net_cfg.detect_grid, self.net_cfg.input_size
 
         def step(epoch, b, batch, rng):
@@ -358,10 +385,12 @@ class Trainer:
         if not done:
             return False
         host = params.to("cpu")
-        save_model(self.out / "pretrain_model.npz", host, "multitask", net.cfg, self.normalizer, self.stats,
-                   cfg, {"subjects": list(self.subjects), "data": self.data_path})
+        if self.comm.root:
+            save_model(self.out / "pretrain_model.npz", host, "multitask", net.cfg, self.normalizer, self.stats,
+                       cfg, {"subjects": list(self.subjects), "data": self.data_path})
         # hand over to the max-margin stage: its checkpoint starts at epoch 0 with fresh parameters
-        self._checkpoint("structnet", 0, 0, self._initial_structnet_params(host), {})
+        self.handover = self._initial_structnet_params(host)
+        self._checkpoint("structnet", 0, 0, self.handover, {})
         return True
 
     # ------------------------------------------------------------------ Algorithm 1
@@ -397,18 +426,15 @@ class Trainer:
             if adam is not None and "adam/t" in self.arrays:
                 adam.load_state({k[5:]: v for k, v in self.arrays.items() if k.startswith("adam/")}, self._dev)
         else:
-            ck = self.ckpt_path.exists() and load_checkpoint(self.ckpt_path)
-            if ck and ck[1]["stage"] == "structnet" and ck[1]["epoch"] == 0 and ck[1]["batch"] == 0:
-                params = ck[0]
-            else:
-                params = self._initial_structnet_params()
+            # after pre-training in this process: the parameters its hand-over checkpoint holds
+            params = self.handover if self.handover is not None else self._initial_structnet_params()
             params = params.to(cfg.device)
             start = (0, 0)
         objective = Objective(cfg.lam, cfg.alpha, tuple(net.decayed(params, cfg.train_convs)))
         alg = Algorithm1Step(net, self._dev(self.bank_mm), self._dev(self.bank_n), ws, objective,
                              net.trainable(params, cfg.train_convs), step_grid(cfg.ls_min, cfg.ls_max, cfg.ls_points),
                              cfg.candidates, cfg.frequent, cfg.margin_scale, cfg.ls_reselect, cfg.train_convs,
-                             optimizer=adam)
+                             optimizer=adam, comm=self.comm, shard=self._shard(cfg.batch_size))
         skipped_in_a_row = 0
 
         def step(epoch, b, batch, rng):
@@ -443,14 +469,18 @@ class Trainer:
                                        step="skip" if r["step"] is None else f"{r['step']:.0e}"))
         if not done:
             return False
-        save_model(self.out / "model.npz", params.to("cpu"), "structnet", self.net_cfg, self.normalizer,
-                   self.stats, cfg, {"subjects": list(self.subjects), "data": self.data_path})
+        if self.comm.root:
+            save_model(self.out / "model.npz", params.to("cpu"), "structnet", self.net_cfg, self.normalizer,
+                       self.stats, cfg, {"subjects": list(self.subjects), "data": self.data_path})
         return True
 
     # ------------------------------------------------------------------ end of training
     def summarize(self, max_images=2000):
         """Training-set alignment (Sec. 6): share of max-score poses within 30 mm of the truth
-        (computed by the evaluator, which also caches the pose bank's embeddings for run_eval)."""
+        (computed by the evaluator, which also caches the pose bank's embeddings for run_eval).
+        Rank 0 alone (None on the others)."""
+        if not self.comm.root:
+            return None
         from .evaluate import Evaluator
         ev = Evaluator(self.out, data=self.data_path, device=self.cfg.device, log=self.say)
         res = ev.alignment(max_images=max_images, progress=self.cfg.progress)

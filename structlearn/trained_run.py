@@ -1,13 +1,14 @@
 """A trained run for evaluation: its model files (resolve_run) and a model loaded with the
 normaliser and image statistics it was trained with (load_for_eval); EvalError for every
 problem of the evaluation's inputs that the user can fix."""
-import sys
+import traceback
 from dataclasses import dataclass
 from pathlib import Path
 
 from data.dataset import DatasetError
 from data.h36m import N_JOINTS, POSE_DIM
 from data.imagestats import ImageStats
+from nn import comm as _comm
 from nn.backend import GPUUnavailable
 
 from .checkpoint import CheckpointError
@@ -72,17 +73,25 @@ def load_for_eval(path, kind, device="cpu"):
 def exit_status(prog, call, errors=(), interrupted="interrupted"):
     """Run call() for an entry point (run_train.py, run_eval.py, run_predict.py): 0, or 1 after one
     line "prog: error: ..." on stderr for a problem the user can fix (the project's errors and
-    `errors`), 130 after "prog: <interrupted>" on Ctrl-C."""
+    `errors`), 130 after "prog: <interrupted>" on Ctrl-C. Under MPI (nn.comm.world() made by
+    call), a failing rank reports its line and ends every rank (nn.comm.report_and_abort); any
+    other exception prints its traceback and ends them too, so no rank waits forever."""
     try:
         call()
-    except (EvalError, DatasetError, CheckpointError, GPUUnavailable, *errors) as err:
-        print(f"{prog}: error: {err}", file=sys.stderr)
+    except (EvalError, DatasetError, CheckpointError, GPUUnavailable, _comm.CommError, *errors) as err:
+        _comm.report_and_abort(_comm.current(), f"{prog}: error: {err}")
         return 1
     except OSError as err:   # the project's writers name the file (data.files.named_error)
         where = f"{err.filename}: " if err.filename else ""
-        print(f"{prog}: error: {where}{err.strerror or err}", file=sys.stderr)
+        _comm.report_and_abort(_comm.current(), f"{prog}: error: {where}{err.strerror or err}")
         return 1
     except KeyboardInterrupt:
-        print(f"\n{prog}: {interrupted}", file=sys.stderr)
+        _comm.report_and_abort(_comm.current(), f"\n{prog}: {interrupted}", 130)
         return 130
+    except BaseException as err:
+        group = _comm.current()
+        if group is not None and group.size > 1 and not (isinstance(err, SystemExit) and not err.code):
+            traceback.print_exc()
+            _comm.report_and_abort(group, f"{prog}: error: {type(err).__name__}: {err}")
+        raise
     return 0

@@ -165,6 +165,9 @@ class _Device:
     def synchronize(self):
         pass
 
+    def use(self):      # one device per MPI rank (nn.backend.use_device)
+        pass
+
     def __enter__(self):
         return self
 

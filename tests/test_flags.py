@@ -14,7 +14,7 @@ from hypothesis import given, settings, strategies as st
 
 import run_eval
 import run_train
-from data import baselines, flags, prepare_h36m
+from data import baselines, flags, prepare_h36m, skeleton_check
 from data.dataset import DatasetError
 from data.synth import __main__ as synth_cli
 from structlearn.checkpoint import CheckpointError
@@ -103,6 +103,7 @@ ENTRY_POINTS = {   # name: (parser, the in-process checks of a command line, fla
     "data.synth": (synth_cli.build_parser(), synth_cli.parse_args, []),
     "data.prepare_h36m": (prepare_h36m.build_parser(), prepare_h36m.parse_args, ["--root", ".", "--out", "x.h5"]),
     "data.baselines": (baselines.build_parser(), baselines.parse_args, ["--data", "x.h5"]),
+    "data.skeleton": (skeleton_check.build_parser(), skeleton_check.parse_args, ["--check", "x.h5"]),
 }
 SPECIAL = ["0", "-1", "1", "2", "-0", "0.5", "1.5", "nan", "-nan", "inf", "-inf", "1e400", "-1e400", "1e-400",
            "9" * 40, "0x10", "1_0", "", " ", "x", "3abc", "auto", "all", "S1", "S3", "Walking,Dancing", "1,-2",

@@ -64,6 +64,13 @@ def write_images(folder, camera, n_frames):
         Image.fromarray(gradient_frame(cam.width, cam.height, i)).save(os.path.join(folder, f"frame_{i + 1:06d}.png"))
 
 
+def write_broken_video(path):
+    """An .mp4 that PyAV cannot open: the corrupt video of early releases."""
+    os.makedirs(os.path.dirname(path), exist_ok=True)
+    with open(path, "wb") as f:
+        f.write(b"\x00\x00\x00\x18ftypmp42" + bytes(range(256)) * 4)
+
+
 @pytest.fixture(scope="module")
 def release(tmp_path_factory):
     root = str(tmp_path_factory.mktemp("h36m"))
@@ -84,7 +91,9 @@ def release(tmp_path_factory):
     sequence("S1", "Walking.54138969", 3)                       # the other sub-action (no number)
     sequence("S1", "TakingPhoto.55011271", 5, kind="images")    # S1's raw alias, extracted frames
     sequence("S1", "_ALL 1.54138969", 2, kind=None)             # not an action: skipped
-    sequence("S11", "Directions 1.54138969", 4)                 # the known corrupt video
+    sequence("S11", "Directions.54138969", 4, kind=None)        # the known corrupt video: does not decode
+    write_broken_video(os.path.join(root, "S11", "Videos", "Directions.54138969.mp4"))
+    sequence("S11", "Directions 1.54138969", 4)                 # its other sub-action: fine
     sequence("S11", "WalkingDog 1.58860488", 6, frames=3)       # video shorter than the poses
     sequence("S11", "Eating.60457274", 4, kind=None)            # no video at all
     broken = os.path.join(root, "S11", "MyPoseFeatures", "D3_Positions_mono", "Smoking.60457274.cdf")
@@ -115,11 +124,20 @@ def test_sequences_found_with_aliases_and_subactions(release):
 
 def test_rows_poses_and_skips(prepared, caplog):
     out, summary, poses = prepared
-    assert any("Directions" in s for s in summary["skipped"]) and any("Eating" in s for s in summary["skipped"])
+    kinds = {s["sequence"]: s["kind"] for s in summary["skipped"]}
+    assert kinds == {"S1/_ALL 1.54138969": "not_an_action", "S11/Directions.54138969": "undecodable_video",
+                     "S11/Eating.60457274": "no_frames_source", "S11/Smoking.60457274": "unreadable_poses"}
+    assert summary["skip_counts"] == {"not_an_action": 1, "unreadable_poses": 1, "no_frames_source": 1,
+                                      "undecodable_video": 1}
+    assert "corrupt in early releases" in next(s["reason"] for s in summary["skipped"]
+                                               if s["kind"] == "undecodable_video")
+    assert [v["sequence"] for v in summary["shorter_videos"]] == ["S11/WalkingDog 1.58860488"]
+    assert summary["longer_videos"] == [] and summary["cameras"] == {"source": "built-in", "differences": []}
     with PoseDataset(out) as ds:
         assert ds.source == "h36m" and ds.subjects == ("S1", "S11")
         meta = ds.metadata()
-        assert "Directions" not in set(meta["action"])
+        # the undecodable Directions is skipped, its decodable other sub-action kept
+        assert set(meta["subaction"][meta["action"] == "Directions"]) == {2}
         rows = {}
         for i in range(ds.n):
             rows.setdefault((meta["subject"][i], meta["action"][i], meta["subaction"][i]), []).append(i)
@@ -150,7 +168,8 @@ def test_bank_holds_every_pose_at_its_rate(prepared, release, tmp_path):
         assert ds.has_bank and ds.bank_rate_hz == 25.0
         # Every 2nd pose of each converted sequence, in camera coordinates as in the pose files.
         converted = {("S1", "Walking 1.54138969"): ("Walking", 2), ("S1", "Walking.54138969"): ("Walking", 1),
-                     ("S1", "TakingPhoto.55011271"): ("Photo", 1), ("S11", "WalkingDog 1.58860488"): ("WalkDog", 1)}
+                     ("S1", "TakingPhoto.55011271"): ("Photo", 1), ("S11", "WalkingDog 1.58860488"): ("WalkDog", 1),
+                     ("S11", "Directions 1.54138969"): ("Directions", 2)}
         for (subject, stem), (action, sub) in converted.items():
             full = poses[(subject, stem)]
             b = _bank_of(ds, subject, action, sub)
@@ -219,7 +238,7 @@ def test_known_corrupt_sequence_is_logged(release, tmp_path, caplog):
     with caplog.at_level(logging.WARNING, logger="data.prepare_h36m"):
         prepare_h36m.prepare(root, str(tmp_path / "s11.h5"), subjects="S11", frame_step=3, progress=False,
                              bank_rate_hz=None)
-    assert any("Directions 1.54138969" in r.getMessage() and "corrupt" in r.getMessage() for r in caplog.records)
+    assert any("Directions.54138969" in r.getMessage() and "corrupt" in r.getMessage() for r in caplog.records)
     assert any("Eating.60457274" in r.getMessage() for r in caplog.records)
     assert any("Smoking.60457274" in r.getMessage() and "Pose" in r.getMessage() for r in caplog.records)
 

@@ -64,15 +64,17 @@ def test_training_lowers_cost_and_mpjpe(tiny_data):
 
 
 def test_resume_equals_uninterrupted(tiny_data):
+    # the paper's line search + SGD (--recipe paper); the default Adam is tested below
     d, path = tiny_data
+    ls = dict(optimizer="linesearch")
     straight = d / "straight"
-    train(_cfg(path, straight), log=lambda *a: None)
+    train(_cfg(path, straight, **ls), log=lambda *a: None)
     pieces = d / "pieces"
     n_pre = len([r for r in _log(straight) if r["stage"] == "pretrain"])
-    train(_cfg(path, pieces, stop_after=4), log=lambda *a: None)                   # stops inside pre-training
-    train(_cfg(path, pieces, stop_after=n_pre - 4 + 2, resume=True), log=lambda *a: None)  # inside Algorithm 1
+    train(_cfg(path, pieces, stop_after=4, **ls), log=lambda *a: None)                   # stops inside pre-training
+    train(_cfg(path, pieces, stop_after=n_pre - 4 + 2, resume=True, **ls), log=lambda *a: None)  # inside Algorithm 1
     assert not (pieces / "model.npz").exists()
-    train(_cfg(path, pieces, resume=True), log=lambda *a: None)
+    train(_cfg(path, pieces, resume=True, **ls), log=lambda *a: None)
     a, _, _ = load_model(str(straight / "model.npz"))[1], None, None
     b = load_model(str(pieces / "model.npz"))[1]
     for k in a:
@@ -81,7 +83,7 @@ def test_resume_equals_uninterrupted(tiny_data):
 
 
 def test_resume_with_adam_equals_uninterrupted(tiny_data):
-    # the alternative optimiser keeps its moments in the checkpoint
+    # the default optimiser keeps its moments in the checkpoint
     d, path = tiny_data
     kw = dict(optimizer="adam", adam_lr=1e-3, pretrain_epochs=1)
     straight, pieces = d / "adam-straight", d / "adam-pieces"
@@ -109,8 +111,12 @@ def test_resume_rejects_another_configuration(tiny_data):
         Trainer(_cfg(path, d / "empty", resume=True))
 
 
+LS = dict(optimizer="linesearch")
+
+
 @pytest.mark.parametrize("kw", [dict(lam=0.0), dict(pose_embedding="random1"), dict(pose_embedding="raw"),
-                                dict(ls_reselect=False), dict(train_convs=True)])
+                                LS, dict(ls_reselect=False, **LS), dict(train_convs=True, **LS),
+                                dict(train_convs=True)])
 def test_variants_train(tiny_data, kw):
     # the ablations of Table 1 (StructNet*: lambda = 0) and Table 3, and the non-default line search
     d, path = tiny_data
@@ -127,10 +133,11 @@ def test_variants_train(tiny_data, kw):
             np.testing.assert_array_equal(model[k], start, err_msg=k)
         elif cfg.lam or not k.startswith("g7."):        # lambda = 0: g7 starts at zero and only decays
             assert not np.array_equal(model[k], start), k
-    # every update took a finite step that did not raise the batch's cost
+    # every update took a finite step; the line search's did not raise the batch's cost
     rows = [r for r in _log(out) if r["stage"] == "structnet"]
     assert rows and all(r["step"] is not None and np.isfinite(r["cost"]) for r in rows)
-    assert all(r["cost_after"] <= r["cost"] * (1 + 1e-4) for r in rows), rows
+    if cfg.optimizer == "linesearch":
+        assert all(r["cost_after"] <= r["cost"] * (1 + 1e-4) for r in rows), rows
 
 
 def test_bad_settings_are_one_line_errors(tiny_data):
