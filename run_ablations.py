@@ -31,8 +31,8 @@ VARIANTS = {
     "raw": (["--pose-embedding", "raw"], "max,avg"),
     "paper": (["--recipe", "paper"], "max,avg,pred"),             # dropout 0.75, line search + SGD
 }
-LABELS = {"default": "StructNet (2-layer pose embedding, lambda = 1), the default",
-          "lam0": "StructNet* (lambda = 0, no auxiliary task)", "1layer": "Pose embedding: 1 layer",
+LABELS = {"default": "StructNet (2-layer pose embedding, λ = 1), the default",
+          "lam0": "StructNet* (λ = 0, no auxiliary task)", "1layer": "Pose embedding: 1 layer",
           "random1": "Pose embedding: 1 layer, fixed random weights", "raw": "Pose embedding: none (raw 51-d pose)",
           "paper": "The paper's optimisation rules (--recipe paper)"}
 METHODS = {"max": "Max", "avg": "Avg", "apf": "Avg-APF", "pred": "Pred", "hml": "DconvMP-HML"}

@@ -95,6 +95,10 @@ def build_parser():
     g.add_argument("--apf-stages", default=",".join(apf.stages),
                    help="comma-separated stages among torso, limbs, all (default: %(default)s)")
     g.add_argument("--apf-seed", type=flags.non_negative_int, default=apf.seed, help="(default: %(default)s)")
+    g.add_argument("--apf-starts", type=flags.positive_int, default=apf.starts,
+                   help="filter runs per image, each from one of the top-A poses (the top-1 pose, then those "
+                        "nearest the Avg(A) target), keeping the best; time grows with it, 1 is the paper's "
+                        "single start (default: %(default)s)")
     g = p.add_argument_group("output")
     g.add_argument("--json", default="", metavar="FILE", help="write the results as JSON (docs/eval.md)")
     g.add_argument("--figures", default="", metavar="DIR",
@@ -147,7 +151,8 @@ def parse_config(argv=None):
         parser.error("--export-bvh writes the StructNet-Avg(A)-APF poses: add apf to --mode")
     try:
         apf = APFConfig(n_particles=args.apf_particles, n_layers=args.apf_layers,
-                        stages=tuple(s.strip() for s in args.apf_stages.split(",") if s.strip()), seed=args.apf_seed)
+                        stages=tuple(s.strip() for s in args.apf_stages.split(",") if s.strip()), seed=args.apf_seed,
+                        starts=args.apf_starts)
     except ValueError as err:
         parser.error(f"APF settings: {err}")
     return EvalConfig(run=args.run, data=args.data, subjects=subjects, actions=actions, max_images=args.max_images,

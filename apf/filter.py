@@ -25,6 +25,9 @@ refine_scale). stages=("all",) is the plain single-partition APF. The start itse
 where nothing better was found.
 The root orientation is diffused on the rotation group (R exp([n]x), n ~ N(0, sigma_m^2 I)) and
 stored back as a rotation vector, so it never meets the +-pi box of its components.
+Each stage computes only the joints its blocks compare (Skeleton.part_joints, the held torso once
+per image); the result is the plain formulation's bit for bit (tests/apf/reference_apf.py).
+config.starts > 1 runs the filter from several starts per image and keeps the best run.
 """
 from dataclasses import dataclass
 
@@ -33,7 +36,7 @@ import numpy as np
 from data.h36m import JOINT_NAMES, N_JOINTS
 from data.metrics import mpjpe
 from data.skeleton import (
-    N_ANGLES, ROOT_ANGLES, Skeleton, angle_index, clip_angles, matrix_to_rotvec, rotvec_to_matrix,
+    N_ANGLES, PARTS, ROOT_ANGLES, Skeleton, angle_index, clip_angles, matrix_to_rotvec, rotvec_to_matrix,
 )
 
 # Partitions of the body for the partitioned stages: angles and the joints they move, given the
@@ -59,6 +62,8 @@ STAGES = {
     "all": ("all",),
 }
 _BLOCKS["all"] = (np.arange(N_ANGLES), np.arange(N_JOINTS))
+# A block's errors are computed from Skeleton.part_joints of the body part of the same name.
+assert all(tuple(_BLOCKS[b][1]) == PARTS[b] for b in PARTS)
 
 
 
@@ -72,8 +77,11 @@ class APFConfig:
     applied to the diffusion after each layer; stages: sequence of STAGES names run in order;
     refine_scale: factor on init_diffusion for an "all" stage that follows other stages; seed:
     random seed (image i of a call draws from SeedSequence([seed, i]), so a result does not
-    depend on how many images are processed together); chunk: images processed at once (memory
-    about chunk * n_particles * 3 kB).
+    depend on how many images are processed together); chunk: filter runs (image, start pairs)
+    processed at once (memory about chunk * n_particles * 3 kB); starts: filter runs per image,
+    each from its own start (the inits' first `starts`), keeping the one of lowest final error
+    (start s > 0 of image i draws from SeedSequence([seed, i, s]); start 0 is the single-start run
+    exactly, so more starts never give a higher error).
     """
 
     n_particles: int = 128
@@ -84,7 +92,8 @@ class APFConfig:
     stages: tuple = ("torso", "limbs", "all")
     refine_scale: float = 0.25
     seed: int = 0
-    chunk: int = 32
+    chunk: int = 64
+    starts: int = 1
 
     def __post_init__(self):
         object.__setattr__(self, "stages", tuple(self.stages))
@@ -102,6 +111,8 @@ class APFConfig:
             raise ValueError(f"refine_scale: expected a positive value, got {self.refine_scale}")
         if int(self.chunk) < 1:
             raise ValueError(f"chunk: expected at least 1, got {self.chunk}")
+        if int(self.starts) < 1:
+            raise ValueError(f"starts: expected at least 1, got {self.starts}")
         unknown = [s for s in self.stages if s not in STAGES]
         if not self.stages or unknown:
             raise ValueError(f"stages: expected a non-empty sequence of {', '.join(STAGES)}, got {self.stages!r}")
@@ -128,42 +139,100 @@ def choose_beta(errors, alpha, iterations=24):
     The survival rate falls monotonically from 1 (beta = 0) towards 1/(number of minimisers) as
     beta grows, so bisection on log(beta) converges; beta is expressed in units of 1/spread of E
     so one bracket suits any error scale. Where alpha cannot be reached (all errors equal),
-    beta = 0.
+    beta = 0. Rows are independent (the filter passes all blocks of a stage in one call).
     """
     e = np.asarray(errors, dtype=np.float64)
     e = e - e.min(axis=-1, keepdims=True)
     spread = np.maximum(e.mean(axis=-1), 1e-12)
     lo, hi = np.full(e.shape[0], -12.0), np.full(e.shape[0], 12.0)   # log(beta * spread)
+    minus_spread = -spread
+    w = np.empty_like(e)
     for _ in range(iterations):
         mid = (lo + hi) / 2
-        beta = np.exp(mid) / spread
-        too_sharp = survival_rate(np.exp(-beta[:, None] * e)) < alpha
-        hi = np.where(too_sharp, mid, hi)
-        lo = np.where(too_sharp, lo, mid)
+        # survival_rate(np.exp(-beta[:, None] * e)) with beta = exp(mid) / spread, in one buffer
+        np.multiply((np.exp(mid) / minus_spread)[:, None], e, out=w)
+        np.exp(w, out=w)
+        total = w.sum(axis=-1)
+        np.multiply(w, w, out=w)
+        too_sharp = total ** 2 / (w.shape[-1] * np.maximum(w.sum(axis=-1), 1e-300)) < alpha
+        np.copyto(hi, mid, where=too_sharp)
+        np.copyto(lo, mid, where=~too_sharp)
     beta = np.exp((lo + hi) / 2) / spread
     return np.where(e.max(axis=-1) > 0, beta, 0.0)
 
 
 def _systematic_resample(weights, uniforms):
     """Indices (N, P) drawn in proportion to weights (N, P); uniforms (N,) in [0, 1)."""
-    n, p = weights.shape
-    c = np.cumsum(weights / weights.sum(axis=1, keepdims=True), axis=1)
-    c[:, -1] = 1.0
+    return _systematic_resample_blocks(np.asarray(weights)[None], np.asarray(uniforms)[:, None])[0]
+
+
+def _systematic_resample_blocks(weights, uniforms):
+    """Indices (B, N, P) drawn in proportion to each block's weights (B, N, P); uniforms (N, B).
+
+    Block by block the same as one call per block (the elementwise work is done for all blocks).
+    """
+    b, n, p = weights.shape
+    c = np.cumsum(weights / weights.sum(axis=2, keepdims=True), axis=2)
+    c[..., -1] = 1.0
     rows = np.arange(n)[:, None]
-    # One searchsorted for all images: row r's cumulative sums are shifted into [r, r + 1].
-    positions = (uniforms[:, None] + np.arange(p)[None, :]) / p + rows
-    idx = np.searchsorted((c + rows).ravel(), positions.ravel(), side="right").reshape(n, p) - rows * p
+    # One searchsorted per block for all images: row r's cumulative sums are shifted into [r, r + 1].
+    positions = (uniforms.T[..., None] + np.arange(p)) / p + rows
+    c += rows
+    idx = np.stack([np.searchsorted(c[k].ravel(), positions[k].ravel(), side="right") for k in range(b)])
+    idx = idx.reshape(b, n, p) - rows * p
     return np.clip(idx, 0, p - 1)
 
 
-def _diffuse(x, sigma, noise):
-    """Particles (N, P, N_ANGLES) moved by sigma * noise and clipped to the limits; root on SO(3)."""
+def _diffuse(x, sigma, noise, active=None):
+    """Particles (N, P, N_ANGLES) moved by sigma * noise and clipped to the limits; root on SO(3).
+
+    active: the angle columns noise (N, P, len(active)) moves (None: all; noise (N, P, N_ANGLES)).
+    The other angles are copied unchanged (clip_angles would leave them as they are, up to the
+    sign of a zero and rounding on a shoulder cone's boundary, neither of which reaches the
+    joints the stage compares).
+    """
+    if active is None or len(active) == N_ANGLES:
+        step = sigma * noise
+        out = x + step
+        if np.any(step[..., ROOT_ANGLES]):          # stages that hold the root skip the round trip
+            R = rotvec_to_matrix(x[..., ROOT_ANGLES]) @ rotvec_to_matrix(step[..., ROOT_ANGLES])
+            out[..., ROOT_ANGLES] = matrix_to_rotvec(R)
+        return clip_angles(out)
     step = sigma * noise
-    out = x + step
-    if np.any(step[..., ROOT_ANGLES]):          # stages that hold the root skip the round trip
-        R = rotvec_to_matrix(x[..., ROOT_ANGLES]) @ rotvec_to_matrix(step[..., ROOT_ANGLES])
-        out[..., ROOT_ANGLES] = matrix_to_rotvec(R)
-    return clip_angles(out)
+    moved = x[..., active] + step
+    if np.isin(active, [0, 1, 2]).any():
+        if not np.array_equal(active[:3], [0, 1, 2]):
+            raise ValueError("a stage that moves the root lists root_x, root_y, root_z first")
+        if np.any(step[..., :3]):
+            R = rotvec_to_matrix(x[..., ROOT_ANGLES]) @ rotvec_to_matrix(step[..., :3])
+            moved[..., :3] = matrix_to_rotvec(R)
+    out = x.copy()
+    out[..., active] = clip_angles(moved, active)
+    return out
+
+
+def _joint_errors(joints, targets):
+    """|joints - targets| of component-major (3, ...) vectors -> (...,): the value of np.linalg.norm
+    over a last axis of 3 bit for bit (its sum of squares is (x^2 + y^2) + z^2)."""
+    d = joints - targets
+    d *= d
+    return np.sqrt((d[0] + d[1]) + d[2])
+
+
+def _block_errors(skeleton, x, targets, blocks, torso):
+    """Errors (n, p) of particles x (n, p, N_ANGLES), per block: the MPJPE over the block's joints.
+
+    targets: (3, n, 1, 17), component-major. Only the block's joints are computed
+    (Skeleton.part_joints, equal to forward's bit for bit); torso: skeleton.torso_frames of the held
+    angles where the stage holds the torso, else None.
+    """
+    parts = PARTS if blocks == ("all",) else blocks
+    J = skeleton.part_joints(x, parts, torso)
+    J[0] = np.zeros((3, 1, 1))                   # the root, as forward() has it
+    shape = x.shape[:-1]
+    return {b: np.stack([np.broadcast_to(_joint_errors(J[j], targets[..., j]), shape) for j in _BLOCKS[b][1]],
+                        axis=-1).mean(axis=-1)
+            for b in blocks}
 
 
 def _stage(skeleton, targets, current, blocks, sigma, config, rngs):
@@ -175,36 +244,44 @@ def _stage(skeleton, targets, current, blocks, sigma, config, rngs):
     n, p = current.shape[0], int(config.n_particles)
     active = np.concatenate([_BLOCKS[b][0] for b in blocks])
     rows = np.arange(n)
+    last = int(config.n_layers) - 1
+    # A stage that holds the torso takes its frames from the held angles, once.
+    torso = skeleton.torso_frames(current) if "torso" not in blocks and blocks != ("all",) else None
+    targets_t = np.ascontiguousarray(np.moveaxis(targets, -1, 0))[:, :, None]     # (3, n, 1, 17)
 
     def diffuse(x, sigma):
-        noise = np.zeros(x.shape)
-        noise[..., active] = np.stack([r.standard_normal((p, active.size)) for r in rngs])
-        return _diffuse(x, sigma, noise)
+        noise = np.empty((n, p, active.size))
+        for k, r in enumerate(rngs):
+            r.standard_normal(out=noise[k])
+        return _diffuse(x, sigma, noise, active)
 
     x = diffuse(np.repeat(current[:, None], p, axis=1), sigma)
     x[:, 0] = current                            # the stage's start stays among the particles
     best = current.copy()
     best_e = {b: np.full(n, np.inf) for b in blocks}
     for layer in range(int(config.n_layers)):
-        joint_err = np.linalg.norm(skeleton.forward(x) - targets[:, None], axis=-1)      # (n, p, 17)
-        idx = np.empty((len(blocks), n, p), dtype=np.intp)
-        for k, b in enumerate(blocks):
-            angles, joints = _BLOCKS[b]
-            e = joint_err[..., joints].mean(axis=-1)
+        errors = _block_errors(skeleton, x, targets_t, blocks, torso)
+        for b in blocks:
+            angles, e = _BLOCKS[b][0], errors[b]
             i = np.argmin(e, axis=1)
             better = e[rows, i] < best_e[b]
             best_e[b] = np.where(better, e[rows, i], best_e[b])
             best[np.ix_(rows[better], angles)] = x[rows[better], i[better]][:, angles]
-            if layer < int(config.n_layers) - 1:
-                beta = choose_beta(e, float(config.survival_rate))
-                w = np.exp(-beta[:, None] * (e - e.min(axis=1, keepdims=True)))
-                idx[k] = _systematic_resample(w, np.array([r.random() for r in rngs]))
-        if layer == int(config.n_layers) - 1:
+        if layer == last:
             break
-        resampled = x.copy()
-        for k, b in enumerate(blocks):
-            angles = _BLOCKS[b][0]
-            resampled[..., angles] = x[rows[:, None], idx[k]][..., angles]
+        e = np.concatenate([errors[b] for b in blocks])                  # (len(blocks) n, p)
+        beta = choose_beta(e, float(config.survival_rate))
+        w = np.exp(-beta[:, None] * (e - e.min(axis=1, keepdims=True)))
+        uniforms = np.array([r.random(len(blocks)) for r in rngs])       # (n, blocks), as drawn per block
+        flat = _systematic_resample_blocks(w.reshape(len(blocks), n, p), uniforms) + (rows * p)[:, None]
+        if len(blocks) == 1 and active.size == N_ANGLES:
+            resampled = np.take(x.reshape(n * p, N_ANGLES), flat[0].ravel(), axis=0).reshape(x.shape)
+        else:
+            resampled = x.copy()
+            for k, b in enumerate(blocks):
+                angles = _BLOCKS[b][0]
+                resampled[..., angles] = np.take(x[..., angles].reshape(n * p, angles.size), flat[k].ravel(),
+                                                 axis=0).reshape(n, p, angles.size)
         sigma *= float(config.shrink)
         x = diffuse(resampled, sigma)
     return best
@@ -223,41 +300,88 @@ def _filter_chunk(skeleton, targets, start_angles, config, rngs):
     return both[np.arange(len(pick)), pick], err[np.arange(len(pick)), pick]
 
 
-def refine_angles(skeleton, targets, init_angles, config=APFConfig()):
-    """APF fit: targets (N,17,3), init_angles (N,N_ANGLES) -> (angles (N,N_ANGLES), mpjpe (N,)).
+def choose_starts(candidates, targets, starts):
+    """Starts (N, S, 17, 3) for refine_poses with config.starts = S from candidate poses (N, K, 17, 3).
 
-    targets are made root-relative; the returned angles are within the joint limits and mpjpe is
-    the error (eq. 8, mm) of forward(angles) to the target.
+    Start 0 is candidates[:, 0] (StructNet-Avg(A)-APF: the top-1 pose, the single-start init);
+    the other S - 1 are the candidates closest (MPJPE, root-relative) to the target (N, 17, 3) among
+    the rest, nearest first. Measured on the default run's top-A poses it fits the target better
+    than the next-ranked or evenly spaced ranks (docs/apf.md).
+    """
+    c = np.asarray(candidates)
+    t = np.asarray(targets, dtype=np.float64)
+    s = int(starts)
+    if c.ndim != 4 or c.shape[2:] != (N_JOINTS, 3) or t.shape != (c.shape[0], N_JOINTS, 3):
+        raise ValueError(f"candidates (N, K, {N_JOINTS}, 3) and targets (N, {N_JOINTS}, 3) expected, got "
+                         f"{c.shape} and {t.shape}")
+    if not 1 <= s <= c.shape[1]:
+        raise ValueError(f"starts: expected 1 to {c.shape[1]} (the candidates per image), got {starts}")
+    if s == 1:
+        return c[:, :1]
+    rel = c[:, 1:] - c[:, 1:, :1]
+    err = mpjpe(rel, np.broadcast_to((t - t[:, :1])[:, None], rel.shape))
+    near = np.argsort(err, axis=1, kind="stable")[:, :s - 1] + 1
+    return np.concatenate([c[:, :1], np.take_along_axis(c, near[:, :, None, None], axis=1)], axis=1)
+
+
+def refine_angles(skeleton, targets, init_angles, config=APFConfig()):
+    """APF fit: targets (N,17,3), init_angles (N,N_ANGLES) or (N,K,N_ANGLES) with K >= config.starts
+    -> (angles (N,N_ANGLES), mpjpe (N,)).
+
+    With config.starts = S the filter runs from each of the first S starts of an image and keeps
+    the run of lowest final error (the first on a tie, so start 0's run, the single-start result,
+    is never beaten by a worse one). targets are made root-relative; the returned angles are within
+    the joint limits and mpjpe is the error (eq. 8, mm) of forward(angles) to the target.
     """
     if not isinstance(skeleton, Skeleton):
         raise ValueError(f"skeleton: expected a data.skeleton.Skeleton, got {type(skeleton).__name__}")
     targets = _check_poses(targets, "targets")
     init = np.asarray(init_angles, dtype=np.float64)
-    if init.shape != (targets.shape[0], N_ANGLES):
-        raise ValueError(f"init_angles: expected shape ({targets.shape[0]}, {N_ANGLES}), got {init.shape}")
-    init = clip_angles(init)
-    angles, errors = np.empty_like(init), np.empty(targets.shape[0])
-    for start in range(0, targets.shape[0], int(config.chunk)):
-        stop = min(start + int(config.chunk), targets.shape[0])
-        rngs = [np.random.default_rng(np.random.SeedSequence([int(config.seed), i])) for i in range(start, stop)]
-        angles[start:stop], errors[start:stop] = _filter_chunk(skeleton, targets[start:stop], init[start:stop],
+    n, s = targets.shape[0], int(config.starts)
+    if init.ndim == 2:
+        init = init[:, None]
+    if init.ndim != 3 or init.shape[0] != n or init.shape[2] != N_ANGLES:
+        raise ValueError(f"init_angles: expected shape ({n}, {N_ANGLES}) or ({n}, K, {N_ANGLES}), got "
+                         f"{np.shape(init_angles)}")
+    if init.shape[1] < s:
+        raise ValueError(f"init_angles: {s} starts per image asked for (starts), {init.shape[1]} given")
+    init = clip_angles(init[:, :s].reshape(n * s, N_ANGLES))
+    # Filter runs (image i, start k) in image-major order; run (i, 0) draws as a single start would.
+    seeds = [[int(config.seed), i] + ([k] if k else []) for i in range(n) for k in range(s)]
+    run_targets = np.repeat(targets, s, axis=0) if s > 1 else targets
+    angles, errors = np.empty_like(init), np.empty(n * s)
+    for start in range(0, n * s, int(config.chunk)):
+        stop = min(start + int(config.chunk), n * s)
+        rngs = [np.random.default_rng(np.random.SeedSequence(seeds[r])) for r in range(start, stop)]
+        angles[start:stop], errors[start:stop] = _filter_chunk(skeleton, run_targets[start:stop], init[start:stop],
                                                                config, rngs)
-    return angles, errors
+    if s == 1:
+        return angles, errors
+    errors = errors.reshape(n, s)
+    pick = np.argmin(errors, axis=1)              # the first of the lowest: start 0 on a tie
+    return angles.reshape(n, s, N_ANGLES)[np.arange(n), pick], errors[np.arange(n), pick]
 
 
 def refine_poses(skeleton, targets, inits, config=APFConfig()):
     """StructNet-Avg(A)-APF: valid poses (N,17,3) of `skeleton` closest (MPJPE) to targets (N,17,3).
 
-    targets: the Avg(A) poses; inits: one of the top-A poses per image (its joint angles, through
-    skeleton.inverse, start the filter); both root-relative camera coordinates in mm (the root
-    orientation absorbs the camera rotation). The output has the skeleton's bone lengths exactly,
-    angles within the limits, and the root at the origin.
+    targets: the Avg(A) poses; inits: one of the top-A poses per image (N,17,3), or K >= config.starts
+    of them (N,K,17,3) (their joint angles, through skeleton.inverse, start the filter; see
+    refine_angles); both root-relative camera coordinates in mm (the root orientation absorbs the
+    camera rotation). The output has the skeleton's bone lengths exactly, angles within the limits,
+    and the root at the origin.
     """
     if not isinstance(skeleton, Skeleton):
         raise ValueError(f"skeleton: expected a data.skeleton.Skeleton, got {type(skeleton).__name__}")
     targets = _check_poses(targets, "targets")
-    inits = _check_poses(inits, "inits")
-    if inits.shape != targets.shape:
+    shape = np.shape(inits)
+    many = len(shape) == 4
+    inits = _check_poses(np.reshape(inits, (-1,) + tuple(shape[2:])) if many else inits, "inits")
+    if many:
+        if shape[0] != targets.shape[0]:
+            raise ValueError(f"inits: expected shape ({targets.shape[0]}, K, {N_JOINTS}, 3), got {shape}")
+        inits = inits.reshape(shape)
+    elif inits.shape != targets.shape:
         raise ValueError(f"inits: expected shape {targets.shape} like targets, got {inits.shape}")
     angles, _ = refine_angles(skeleton, targets, skeleton.inverse(inits), config)
     return skeleton.forward(angles)

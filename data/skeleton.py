@@ -142,8 +142,7 @@ _ELEMENT_NAMES = tuple(_ELEMENTS)
 _E = {name: i for i, name in enumerate(_ELEMENT_NAMES)}
 _A = np.stack([_ELEMENTS[name] for name in _ELEMENT_NAMES])  # (E, 3, N_ANGLES)
 # forward() builds the general rotations (root and swings) with Rodrigues and applies the
-# single-axis ones (twists, hinges, lumbar, clavicles) by mixing two frame columns, which costs a
-# fraction of a 3x3 product: forward() is the particle filter's inner loop.
+# single-axis ones (twists, hinges, lumbar, clavicles) by mixing two frame columns (_Chain).
 _AXIS_ELEMENTS = tuple(n for n in _ELEMENT_NAMES if np.count_nonzero(np.abs(_ELEMENTS[n]).sum(axis=1)) == 1)
 _GENERAL_ELEMENTS = tuple(n for n in _ELEMENT_NAMES if n not in _AXIS_ELEMENTS)
 _GENERAL_T = np.ascontiguousarray(np.concatenate([_ELEMENTS[n] for n in _GENERAL_ELEMENTS]).T)
@@ -167,11 +166,15 @@ def rotvec_to_matrix(v):
     th2 = np.einsum("...i,...i->...", v, v)
     th = np.sqrt(th2)
     small = th < 1e-4
-    safe = np.where(small, 1.0, th)
-    # Series below 1e-4 rad: sin(t)/t and (1-cos t)/t^2 lose digits to cancellation there.
-    a = np.where(small, 1.0 - th2 / 6.0, np.sin(safe) / safe)
-    b = np.where(small, 0.5 - th2 / 24.0, (1.0 - np.cos(safe)) / (safe * safe))
     c = np.cos(th)
+    if small.any():
+        safe = np.where(small, 1.0, th)
+        # Series below 1e-4 rad: sin(t)/t and (1-cos t)/t^2 lose digits to cancellation there.
+        a = np.where(small, 1.0 - th2 / 6.0, np.sin(safe) / safe)
+        b = np.where(small, 0.5 - th2 / 24.0, (1.0 - np.cos(safe)) / (safe * safe))
+    else:   # the same values without the series (safe would equal th, cos(safe) c)
+        a = np.sin(th) / th
+        b = (1.0 - c) / (th * th)
     x, y, z = v[..., 0], v[..., 1], v[..., 2]
     bx, by, bz, ax, ay, az = b * x, b * y, b * z, a * x, a * y, a * z
     # Written entry by entry into one preallocated array: the particle filter builds hundreds of
@@ -189,6 +192,11 @@ def rotvec_to_matrix(v):
     return R
 
 
+# Quaternion candidate k (Shepperd): the numerator of component c among (s21, s02, s10, p01, p02,
+# p12) below; its own component (the diagonal, 0 here) is big_k instead.
+_QUAT_NUM = np.array([[0, 0, 1, 2], [0, 0, 3, 4], [1, 3, 0, 5], [2, 4, 5, 0]])
+
+
 def matrix_to_rotvec(R):
     """Rotation matrices (...,3,3) -> rotation vectors (...,3) with norm <= pi.
 
@@ -204,14 +212,12 @@ def matrix_to_rotvec(R):
     diag = np.stack([r00 + r11 + r22, r00 - r11 - r22, -r00 + r11 - r22, -r00 - r11 + r22], axis=-1)
     big = np.sqrt(np.maximum(1.0 + diag, 0.0)) / 2.0   # |w|, |x|, |y|, |z| candidates
     d4 = 4.0 * np.maximum(big, 1e-300)
-    cand = np.stack([
-        np.stack([big[..., 0], s21 / d4[..., 0], s02 / d4[..., 0], s10 / d4[..., 0]], axis=-1),
-        np.stack([s21 / d4[..., 1], big[..., 1], p01 / d4[..., 1], p02 / d4[..., 1]], axis=-1),
-        np.stack([s02 / d4[..., 2], p01 / d4[..., 2], big[..., 2], p12 / d4[..., 2]], axis=-1),
-        np.stack([s10 / d4[..., 3], p02 / d4[..., 3], p12 / d4[..., 3], big[..., 3]], axis=-1),
-    ], axis=-2)
-    pick = np.argmax(diag, axis=-1)[..., None, None]
-    q = np.take_along_axis(cand, pick, axis=-2)[..., 0, :]
+    # Candidate k is big_k at component k and numerator / d4_k elsewhere (numerators by _QUAT_NUM);
+    # only the picked one is formed.
+    pick = np.argmax(diag, axis=-1)[..., None]
+    num = np.take_along_axis(np.stack([s21, s02, s10, p01, p02, p12], axis=-1), _QUAT_NUM[pick[..., 0]], axis=-1)
+    q = np.where(pick == np.arange(4), np.take_along_axis(big, pick, axis=-1),
+                 num / np.take_along_axis(d4, pick, axis=-1))
     q = np.where(q[..., :1] < 0, -q, q)                  # w >= 0: angle in [0, pi]
     w, qv = q[..., 0], q[..., 1:]
     n = np.linalg.norm(qv, axis=-1)
@@ -302,11 +308,27 @@ def _clip_cone(pair, radius):
     return pair * np.minimum(1.0, radius / np.maximum(n, 1e-300))
 
 
-def clip_angles(angles):
-    """Angles (...,N_ANGLES) clipped to ANGLE_LIMITS, then the shoulder swings to SWING_CONES."""
-    a = np.clip(_check_angles(angles), ANGLE_LIMITS[:, 0], ANGLE_LIMITS[:, 1])
+def clip_angles(angles, columns=None):
+    """Angles (...,N_ANGLES) clipped to ANGLE_LIMITS, then the shoulder swings to SWING_CONES.
+
+    columns: angle indices (k,); angles (...,k) are then those angles, clipped alike (a cone only
+    where both of its angles are among them).
+    """
+    if columns is None:
+        a = np.clip(_check_angles(angles), ANGLE_LIMITS[:, 0], ANGLE_LIMITS[:, 1])
+        for idx, radius in _CONES:
+            a[..., idx] = _clip_cone(a[..., idx], radius)
+        return a
+    columns = np.asarray(columns, dtype=np.intp)
+    a = np.asarray(angles, dtype=np.float64)
+    if a.ndim < 1 or a.shape[-1] != columns.size:
+        raise ValueError(f"angles: expected a last dimension of {columns.size} (the columns), got shape {a.shape}")
+    a = np.clip(a, ANGLE_LIMITS[columns, 0], ANGLE_LIMITS[columns, 1])
+    where = {int(c): k for k, c in enumerate(columns)}
     for idx, radius in _CONES:
-        a[..., idx] = _clip_cone(a[..., idx], radius)
+        if all(i in where for i in idx):
+            pair = [where[i] for i in idx]
+            a[..., pair] = _clip_cone(a[..., pair], radius)
     return a
 
 
@@ -342,6 +364,139 @@ _HEIGHT_RATIOS = {
     "LShoulder": 0.259 / 2, "LElbow": 0.186, "LWrist": 0.146,
     "RShoulder": 0.259 / 2, "RElbow": 0.186, "RWrist": 0.146,
 }
+
+
+# Body parts of forward(): the joints each part computes (ascending) and the angles that move them
+# once its parent frame is given (the torso hangs from the root; legs from the root frame, arms and
+# head from the thorax frame). Skeleton.part_joints computes some parts only.
+PARTS = {
+    "torso": (1, 4, 7, 8, 11, 14), "rleg": (2, 3), "lleg": (5, 6), "head": (9, 10), "larm": (12, 13),
+    "rarm": (15, 16),
+}
+_PART_ELEMENTS = {   # part -> (general elements, single-axis elements)
+    "torso": (("root", "spine_swing"), ("lumbar", "spine_twist", "R_clavicle", "L_clavicle")),
+    "head": (("neck", "head"), ()),
+    **{side.lower() + "leg": ((side + "_hip_swing",), (side + "_hip_twist", side + "_knee")) for side in "RL"},
+    **{side.lower() + "arm": ((side + "_shoulder_swing",), (side + "_shoulder_twist", side + "_elbow"))
+       for side in "RL"},
+}
+PART_ANGLES = {part: tuple(ANGLE_NAMES[i] for i in range(N_ANGLES)
+                           if any(_ELEMENTS[e][:, i].any() for group in elements for e in group))
+               for part, elements in _PART_ELEMENTS.items()}
+
+
+def _last_first(v, k=1):
+    """The view of v with its last k axes moved to the front (reversed when k = 2)."""
+    n = v.ndim
+    return v.transpose(tuple(range(n - 1, n - 1 - k, -1)) + tuple(range(n - k)))
+
+
+def _columns(M):
+    """Frames (...,3,3) -> their columns, component-major: (3 columns, 3 components, ...), contiguous."""
+    return np.ascontiguousarray(_last_first(M, 2))
+
+
+def _frames(columns):
+    """The inverse of _columns: columns {0, 1, 2: (3, ...)} -> frames (...,3,3)."""
+    M = np.empty(columns[0].shape[1:] + (3, 3))
+    for k in range(3):
+        _last_first(M[..., :, k])[...] = columns[k]
+    return M
+
+
+class _Chain:
+    """forward() by body parts. The elementary rotations of `parts` are built from angles a
+    (...,N_ANGLES) as for all parts (Rodrigues on the same rotation vectors, cos/sin of the same
+    angles), and every joint by the same operations in the same order, so a part's joints equal
+    forward()'s bit for bit. Frames are (...,3,3) where a 3x3 product (BLAS) takes or gives them;
+    the rest works on component-major columns and joints (3, ...), whose elementwise operations
+    stream (in the (...,3,3) layout each touches a stride-3 column and costs several times more):
+    forward() is the particle filter's inner loop. Single-axis rotations are applied by mixing two
+    frame columns, which costs a fraction of a 3x3 product."""
+
+    def __init__(self, bone_lengths, a, parts):
+        self.bl = bone_lengths
+        general = [e for q in PARTS if q in parts for e in _PART_ELEMENTS[q][0]]
+        axis = [e for q in PARTS if q in parts for e in _PART_ELEMENTS[q][1]]
+        v = (a @ _GENERAL_T).reshape(a.shape[:-1] + (len(_GENERAL_ELEMENTS), 3))
+        theta = a @ _AXIS_T
+        if len(general) < len(_GENERAL_ELEMENTS):
+            v = v[..., [_G[e] for e in general], :]
+        else:
+            general = _GENERAL_ELEMENTS
+        if len(axis) < len(_AXIS_ELEMENTS):
+            theta = theta[..., [_S[e] for e in axis]]
+        else:
+            axis = _AXIS_ELEMENTS
+        G = rotvec_to_matrix(v)
+        self._G = {e: G[..., i, :, :] for i, e in enumerate(general)}
+        theta = np.ascontiguousarray(_last_first(theta))     # (axis elements, ...)
+        self.cos, self.sin = np.cos(theta), np.sin(theta)
+        self._s = {e: i for i, e in enumerate(axis)}
+
+    def general(self, name):
+        return self._G[name]
+
+    def turn(self, F, name, need=(0, 1, 2)):
+        """Columns {k: (3, ...)} of F @ R, R the single-axis rotation `name` and F columns (3, 3, ...)
+        (or such a dict); only the columns `need`."""
+        k, m = _AXIS_OF[name], self._s[name]
+        i, j = _OTHER_AXES[k]
+        c, s = self.cos[m], self.sin[m]
+        out = {k: F[k]} if k in need else {}
+        if i in need:
+            out[i] = c * F[i] + s * F[j]
+        if j in need:
+            out[j] = c * F[j] - s * F[i]
+        return out
+
+    def torso(self):
+        """(R0 the root frame, F8 the thorax frame, both (...,3,3); {joint: (3, ...)} of PARTS["torso"])."""
+        bl = self.bl
+        R0 = self.general("root")
+        r0 = _columns(R0)
+        # Pelvis: the hips along the frame's x axis (the right hip on +x).
+        J = {1: bl[1] * r0[0], 4: -bl[4] * r0[0]}
+        f7 = self.turn(r0, "lumbar")
+        J[7] = bl[7] * f7[2]
+        g8 = _columns(_frames(f7) @ self.general("spine_swing"))
+        J[8] = J[7] + bl[8] * g8[2]
+        f8 = self.turn(g8, "spine_twist")
+        for side, sh in (("R", 14), ("L", 11)):
+            sign = 1.0 if side == "R" else -1.0   # x of the rest directions after mirroring
+            J[sh] = J[8] + sign * bl[sh] * self.turn(f8, side + "_clavicle", need=(0,))[0]
+        return R0, _frames(f8), J
+
+    def joints(self, parts, torso=None):
+        """{joint: (3, ...)} of `parts`; torso: a torso() of base angles, given a particle axis here."""
+        if torso is None:
+            R0, F8, T = self.torso()
+        else:
+            R0, F8 = torso[0][..., None, :, :], torso[1][..., None, :, :]
+            T = {j: p[..., None] for j, p in torso[2].items()}
+        bl = self.bl
+        J = dict(T) if "torso" in parts else {}
+        if "head" in parts:
+            F9 = F8 @ self.general("neck")
+            J[9] = T[8] + bl[9] * _last_first(F9[..., :, 2])
+            head = np.einsum("...ij,...j->...i", F9, self.general("head")[..., :, 2])
+            J[10] = J[9] + bl[10] * _last_first(head)
+        for side, hip, knee, foot, sh, elbow, wrist in (("R", 1, 2, 3, 14, 15, 16),
+                                                       ("L", 4, 5, 6, 11, 12, 13)):
+            sign = 1.0 if side == "R" else -1.0
+            if side.lower() + "leg" in parts:
+                thigh = _columns(R0 @ self.general(side + "_hip_swing"))
+                J[knee] = T[hip] - bl[knee] * thigh[2]
+                thigh = self.turn(thigh, side + "_hip_twist", need=(1, 2))   # the knee mixes columns 1, 2
+                J[foot] = J[knee] - bl[foot] * self.turn(thigh, side + "_knee", need=(2,))[2]
+            if side.lower() + "arm" in parts:
+                # The upper arm swings relative to the thorax, not the clavicle: its limits then
+                # read as arm-to-trunk angles whatever the shoulder elevation.
+                arm = _columns(F8 @ self.general(side + "_shoulder_swing"))
+                J[elbow] = T[sh] + sign * bl[elbow] * arm[0]
+                arm = self.turn(arm, side + "_shoulder_twist", need=(0, 1))   # the elbow mixes columns 0, 1
+                J[wrist] = J[elbow] + sign * bl[wrist] * self.turn(arm, side + "_elbow", need=(0,))[0]
+        return J
 
 
 class Skeleton:
@@ -383,60 +538,29 @@ class Skeleton:
         Angles outside ANGLE_LIMITS are used as given (see clip_angles).
         """
         a = _check_angles(angles)
-        G = rotvec_to_matrix((a @ _GENERAL_T).reshape(a.shape[:-1] + (len(_GENERAL_ELEMENTS), 3)))
-        theta = a @ _AXIS_T
-        cos, sin = np.cos(theta), np.sin(theta)
-
-        def general(name):
-            return G[..., _G[name], :, :]
-
-        def turn(F, name, column=None):
-            """F @ R where R is the single-axis rotation `name`; only one column if asked."""
-            k, m = _AXIS_OF[name], _S[name]
-            i, j = _OTHER_AXES[k]
-            c, s = cos[..., m, None], sin[..., m, None]
-            if column == k:
-                return F[..., :, k]
-            if column == i:
-                return c * F[..., :, i] + s * F[..., :, j]
-            if column == j:
-                return c * F[..., :, j] - s * F[..., :, i]
-            out = np.empty_like(F)
-            out[..., :, k] = F[..., :, k]
-            out[..., :, i] = c * F[..., :, i] + s * F[..., :, j]
-            out[..., :, j] = c * F[..., :, j] - s * F[..., :, i]
-            return out
-
-        bl = self.bone_lengths
         J = np.zeros(a.shape[:-1] + (N_JOINTS, 3))
-        R0 = general("root")
-        # Pelvis: the hips along the frame's x axis (the right hip on +x).
-        J[..., 1, :] = bl[1] * R0[..., :, 0]
-        J[..., 4, :] = -bl[4] * R0[..., :, 0]
-        F7 = turn(R0, "lumbar")
-        J[..., 7, :] = bl[7] * F7[..., :, 2]
-        G8 = F7 @ general("spine_swing")
-        J[..., 8, :] = J[..., 7, :] + bl[8] * G8[..., :, 2]
-        F8 = turn(G8, "spine_twist")
-        F9 = F8 @ general("neck")
-        J[..., 9, :] = J[..., 8, :] + bl[9] * F9[..., :, 2]
-        head = np.einsum("...ij,...j->...i", F9, general("head")[..., :, 2])
-        J[..., 10, :] = J[..., 9, :] + bl[10] * head
-        for side, hip, knee, foot, sh, elbow, wrist in (("R", 1, 2, 3, 14, 15, 16),
-                                                       ("L", 4, 5, 6, 11, 12, 13)):
-            sign = 1.0 if side == "R" else -1.0   # x of the rest directions after mirroring
-            thigh = R0 @ general(side + "_hip_swing")
-            J[..., knee, :] = J[..., hip, :] - bl[knee] * thigh[..., :, 2]
-            thigh = turn(thigh, side + "_hip_twist")
-            J[..., foot, :] = J[..., knee, :] - bl[foot] * turn(thigh, side + "_knee", column=2)
-            J[..., sh, :] = J[..., 8, :] + sign * bl[sh] * turn(F8, side + "_clavicle", column=0)
-            # The upper arm swings relative to the thorax, not the clavicle: its limits then
-            # read as arm-to-trunk angles whatever the shoulder elevation.
-            arm = F8 @ general(side + "_shoulder_swing")
-            J[..., elbow, :] = J[..., sh, :] + sign * bl[elbow] * arm[..., :, 0]
-            arm = turn(arm, side + "_shoulder_twist")
-            J[..., wrist, :] = J[..., elbow, :] + sign * bl[wrist] * turn(arm, side + "_elbow", column=0)
+        for j, p in _Chain(self.bone_lengths, a, PARTS).joints(PARTS).items():
+            J[..., j, :] = np.moveaxis(p, 0, -1)   # (3, ...) -> (..., 3)
         return J
+
+    def part_joints(self, angles, parts, torso=None):
+        """Joints of some body parts: {joint index: (3, ...)} (component-major: x, y, z first) for
+        the joints PARTS[part] of each part in parts, angles (...,N_ANGLES).
+
+        Each equals forward(angles)[..., joint, :] bit for bit, but only the parts asked for (and the
+        torso they hang from) are computed. torso: None, or torso_frames(base) of angles base
+        (n, N_ANGLES) whose torso angles (PART_ANGLES["torso"]) equal those of angles (n, p,
+        N_ANGLES): the torso is then taken from base instead of being computed for each of the p
+        (the partitioned APF's limb stage, which holds the torso), and a joint may come back
+        (3, n, 1) where it does not depend on p.
+        """
+        a = _check_angles(angles)
+        built = [q for q in parts if q != "torso"] + (["torso"] if torso is None else [])
+        return _Chain(self.bone_lengths, a, built).joints(parts, torso)
+
+    def torso_frames(self, angles):
+        """The torso of angles (...,N_ANGLES), as part_joints(..., torso=) takes it."""
+        return _Chain(self.bone_lengths, _check_angles(angles), ("torso",)).torso()
 
     def tpose(self):
         """The neutral T pose (17,3): all angles zero."""

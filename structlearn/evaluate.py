@@ -9,7 +9,9 @@ Modes (predictions per test image; poses root-relative, mm, 17 joints):
     max   StructNet-Max            the bank pose of maximum score <f_I(x), f_J(y)> (eq. 4)
     avg   StructNet-Avg(A)         the mean of the A highest-scoring bank poses
     apf   StructNet-Avg(A)-APF     apf.refine_poses: the test subject's skeleton (from its T pose),
-                                   target the Avg(A) pose, started from the top-1 pose
+                                   target the Avg(A) pose, started from the top-1 pose (with
+                                   APFConfig.starts = S > 1, also from the S - 1 top-A poses nearest
+                                   the target, keeping the best run: apf.choose_starts)
     pred  StructNet-Pred           the auxiliary output f_P (eq. 10), denormalised
     hml   DconvMP-HML              the regression head of the pre-training network ([18])
     ik    StructNet-Avg(A)-IK      (not in the paper) skeleton.forward(skeleton.inverse(Avg(A))) with
@@ -32,7 +34,7 @@ from dataclasses import asdict, dataclass, field
 import numpy as np
 from tqdm import tqdm
 
-from apf import APFConfig, refine_poses
+from apf import APFConfig, choose_starts, refine_poses
 from data import h36m
 from data.dataset import DatasetError, PoseDataset, root_relative
 from data.h36m import N_JOINTS
@@ -392,7 +394,11 @@ class Evaluator:
         kept = {m: np.zeros((len(keep_rows), N_JOINTS, 3), np.float32) for m in modes}
         kept_gt = np.zeros((len(keep_rows), N_JOINTS, 3), np.float32)
         apf_targets = np.empty((N, N_JOINTS, 3), np.float32) if "apf" in modes else None
-        apf_inits = np.empty((N, N_JOINTS, 3), np.float32) if "apf" in modes else None
+        starts = int(apf_config.starts)
+        if "apf" in modes and starts > A:
+            raise EvalError(f"--apf-starts {starts}: more starts than the A = {A} top poses they are taken from")
+        apf_inits = (np.empty((N, N_JOINTS, 3) if starts == 1 else (N, starts, N_JOINTS, 3), np.float32)
+                     if "apf" in modes else None)
         gts = np.empty((N, N_JOINTS, 3), np.float32)
         timing = {"network": 0.0, "bank": 0.0, "hml": 0.0, "ik": 0.0, "apf": 0.0, "floor": 0.0, "ranked": 0.0,
                   "retrieval": 0.0}
@@ -453,7 +459,10 @@ class Evaluator:
                 timing["ik"] += time.perf_counter() - t
             if "apf" in modes:
                 apf_targets[sl] = avgs[A]
-                apf_inits[sl] = self.bank.poses[top_i[:, 0]]
+                if starts == 1:
+                    apf_inits[sl] = self.bank.poses[top_i[:, 0]]
+                else:
+                    apf_inits[sl] = choose_starts(self.bank.poses[top_i[:, :A]], avgs[A], starts)
             for m, p in preds.items():
                 for name, e in frame_errors(p, gt).items():
                     errs[name][m][sl] = e

@@ -421,6 +421,22 @@ def test_action_not_in_file(setup, capsys):
     one_line_error(*call(["--run", run, "--subjects", "S9", "--actions", "Sitting"], capsys)[::2], "no action")
 
 
+def test_apf_starts(setup, capsys, tmp_path):
+    # --apf-starts 2: the APF from the top-1 pose and the top-A pose nearest the target, the best
+    # fit to the target kept (tests/apf), recorded in the JSON; more starts than A: one line
+    _, _, run = setup
+    for starts in (1, 2):
+        path = tmp_path / f"s{starts}.json"
+        code, _, err = call(["--run", run, "--subjects", "S9", "--mode", "apf", "--A", "3", "--json", path,
+                             "--train-images", "0", "--no-progress", "--apf-starts", starts, *FAST_APF], capsys)
+        assert code == 0, err
+        (rec,) = json.loads(path.read_text())
+        assert rec["context"]["apf"]["starts"] == starts and rec["n_frames"] == 24
+    code, _, err = call(["--run", run, "--subjects", "S9", "--mode", "apf", "--A", "3", "--apf-starts", "4",
+                         "--train-images", "0", "--no-progress", *FAST_APF], capsys)
+    one_line_error(code, err, "more starts than the A = 3")
+
+
 @pytest.mark.parametrize("argv, expected", [
     (["--mode", "max,fancy"], "unknown mode 'fancy'"),
     (["--subjects", "S3"], "unknown subject 'S3'"),
@@ -430,6 +446,7 @@ def test_action_not_in_file(setup, capsys):
     (["--sweep-A", "automatic"], "positive integer"),
     (["--export-topk", "0", "f.npz"], "K must be a positive integer"),
     (["--apf-stages", "legs"], "stages"),
+    (["--apf-starts", "0"], "argument --apf-starts: expected a positive integer"),
     (["--device", "tpu"], "invalid choice"),
     (["--best-of", "1,0"], "positive integer"),
     (["--retrieval-mm", "-5"], "argument --retrieval-mm: expected a positive number"),

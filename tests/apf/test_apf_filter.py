@@ -1,8 +1,11 @@
+from dataclasses import replace
+
 import numpy as np
 import pytest
 from scipy.spatial.transform import Rotation
 
-from apf.filter import APFConfig, _systematic_resample, choose_beta, refine_angles, refine_poses, survival_rate
+from apf.filter import (APFConfig, _check_poses, _systematic_resample, choose_beta, choose_starts, refine_angles,
+                        refine_poses, survival_rate)
 from data.metrics import mpjpe
 from data.skeleton import ANGLE_LIMITS, N_ANGLES, Skeleton, bone_lengths, clip_angles, within_limits
 
@@ -110,6 +113,7 @@ def test_systematic_resampling_follows_the_weights():
     ({"n_particles": 1}, "n_particles"), ({"n_layers": 0}, "n_layers"),
     ({"survival_rate": 1.0}, "survival_rate"), ({"init_diffusion": -1}, "init_diffusion"),
     ({"shrink": 0}, "shrink"), ({"chunk": 0}, "chunk"), ({"stages": ("legs",)}, "stages"),
+    ({"starts": 0}, "starts"),
 ])
 def test_config_validation(kwargs, match):
     with pytest.raises(ValueError, match=match):
@@ -122,7 +126,72 @@ def test_config_validation(kwargs, match):
     (lambda: refine_poses(SKEL.bone_lengths, np.zeros((2, 17, 3)), np.zeros((2, 17, 3))), "skeleton"),
     (lambda: refine_angles(SKEL, np.zeros((2, 17, 3)), np.zeros((2, 5))), "init_angles"),
     (lambda: refine_poses(SKEL, np.full((1, 17, 3), np.nan), np.zeros((1, 17, 3))), "targets"),
+    (lambda: refine_angles(SKEL, np.zeros((2, 17, 3)), np.zeros((2, 2, N_ANGLES)), APFConfig(starts=3)), "3 starts"),
+    (lambda: refine_poses(SKEL, np.zeros((2, 17, 3)), np.zeros((3, 2, 17, 3))), "inits"),
+    (lambda: choose_starts(np.zeros((2, 3, 17, 3)), np.zeros((2, 17, 3)), 4), "starts"),
 ])
 def test_argument_errors(call, match):
     with pytest.raises(ValueError, match=match):
         call()
+
+
+def _average_scenario(rng, n):
+    """bench_apf's average scenario: the mean of 50 poses around a truth, started from the first."""
+    truth = valid_angles(rng, n)
+    samples = clip_angles(truth[:, None] + rng.normal(0, np.radians(10), (n, 50, N_ANGLES)))
+    poses = SKEL.forward(samples)
+    return poses.mean(axis=1), samples[:, 0]
+
+
+@pytest.mark.parametrize("config", [APFConfig(), APFConfig(n_particles=24, n_layers=5, seed=3, chunk=4),
+                                    APFConfig(n_particles=16, n_layers=3, stages=("all",)),
+                                    APFConfig(n_particles=16, n_layers=3, stages=("limbs", "torso"), init_diffusion=0)])
+def test_filter_reproduces_the_first_implementation_bit_for_bit(config):
+    # The README's StructNet-Avg(A)-APF figures were measured with the filter as first written
+    # (tests/apf/reference_apf.py); the faster filter must give the same angles, bit for bit.
+    from tests.apf.reference_apf import reference_refine_angles
+    rng = np.random.default_rng(11)
+    targets, start = _average_scenario(rng, 5)
+    targets = _check_poses(targets, "targets")
+    # the reference in chunks of 32 (its default): the result does not depend on chunk
+    ref_angles, ref_err = reference_refine_angles(SKEL, targets, start, replace(config, chunk=32))
+    angles, err = refine_angles(SKEL, targets, start, config)
+    assert angles.tobytes() == ref_angles.tobytes() and err.tobytes() == ref_err.tobytes()
+
+
+def test_multistart_never_worse_and_one_start_unchanged():
+    rng = np.random.default_rng(12)
+    targets = SKEL.forward(valid_angles(rng, 6))
+    starts = valid_angles(rng, 6 * 4).reshape(6, 4, N_ANGLES)          # distant starts
+    a1, e1 = refine_angles(SKEL, targets, starts[:, 0], FAST)
+    b1, f1 = refine_angles(SKEL, targets, starts, FAST)                   # starts=1 takes the first
+    assert a1.tobytes() == b1.tobytes() and e1.tobytes() == f1.tobytes()
+    a4, e4 = refine_angles(SKEL, targets, starts, APFConfig(n_particles=64, n_layers=8, starts=4))
+    assert np.all(e4 <= e1)                                               # start 0's run is among them
+    assert e4.mean() < 0.8 * e1.mean(), (e1.mean(), e4.mean())           # and the others help
+    np.testing.assert_allclose(e4, mpjpe(SKEL.forward(a4), targets), rtol=1e-12)
+    assert within_limits(a4).all()
+    out = refine_poses(SKEL, targets, SKEL.forward(starts), APFConfig(n_particles=64, n_layers=8, starts=4))
+    np.testing.assert_allclose(out, SKEL.forward(a4), atol=1e-6)
+
+
+def test_multistart_is_independent_of_chunking():
+    rng = np.random.default_rng(13)
+    targets = SKEL.forward(valid_angles(rng, 3))
+    starts = valid_angles(rng, 9).reshape(3, 3, N_ANGLES)
+    cfg = APFConfig(n_particles=16, n_layers=3, starts=3)
+    a, e = refine_angles(SKEL, targets, starts, cfg)
+    b, f = refine_angles(SKEL, targets, starts, APFConfig(n_particles=16, n_layers=3, starts=3, chunk=2))
+    assert a.tobytes() == b.tobytes() and e.tobytes() == f.tobytes()
+
+
+def test_choose_starts_keeps_the_first_then_the_nearest():
+    rng = np.random.default_rng(14)
+    targets = rng.normal(0, 200, (2, 17, 3))
+    scales = np.array([3.0, 0.5, 4.0, 0.1, 2.0])          # candidate k's MPJPE to the target, in units
+    cand = targets[:, None] + scales[None, :, None, None] * rng.normal(0, 50, (2, 1, 17, 3)) + 1000.0
+    got = choose_starts(cand, targets, 3)
+    assert got.shape == (2, 3, 17, 3)
+    np.testing.assert_array_equal(got[:, 0], cand[:, 0])                  # the top-1 pose stays first
+    np.testing.assert_array_equal(got[:, 1:], cand[:, [3, 1]])            # then nearest first (root-relative)
+    np.testing.assert_array_equal(choose_starts(cand, targets, 1), cand[:, :1])

@@ -233,3 +233,71 @@ def test_constructors():
 def test_shape_errors(call, match):
     with pytest.raises(ValueError, match=match):
         call()
+
+
+def _kinematics_inputs(rng):
+    """Angle arrays covering the limits, beyond them, zeros (signed too), tiny rotations and NaN."""
+    lo, hi = ANGLE_LIMITS[:, 0], ANGLE_LIMITS[:, 1]
+    zeros = rng.uniform(lo, hi, (500, N_ANGLES))
+    zeros[rng.random(zeros.shape) < 0.3] = 0.0
+    zeros[rng.random(zeros.shape) < 0.05] = -0.0
+    return [rng.uniform(lo * 0.6, hi * 0.6, (2000, N_ANGLES)), rng.uniform(lo * 1.3, hi * 1.3, (3, 300, N_ANGLES)),
+            np.zeros((4, N_ANGLES)), rng.normal(0, 1e-5, (300, N_ANGLES)), zeros, np.full((2, N_ANGLES), np.nan)]
+
+
+def test_kinematics_reproduce_the_first_implementation_byte_for_byte():
+    # The synthetic data and the README's APF figures depend on forward()'s exact bits: the
+    # restructured forward (component-major columns, torso and limbs by part) must give them.
+    from tests.data.reference_kinematics import (reference_forward, reference_matrix_to_rotvec,
+                                                 reference_rotvec_to_matrix)
+    rng = np.random.default_rng(0)
+    for skel in (SKEL, Skeleton(rng.uniform(50, 500, N_JOINTS))):
+        for a in _kinematics_inputs(rng):
+            assert skel.forward(a).tobytes() == reference_forward(skel.bone_lengths, a).tobytes()
+    for v in (rng.normal(size=(3000, 3)), rng.normal(size=(2, 500, 3)) * 1e-9, np.zeros((3, 3)),
+              np.full((2, 3), np.nan)):
+        R = reference_rotvec_to_matrix(v)
+        assert rotvec_to_matrix(v).tobytes() == R.tobytes()
+        for M in (R, R + rng.normal(0, 1e-3, R.shape), np.swapaxes(R, -1, -2)):
+            assert matrix_to_rotvec(M).tobytes() == reference_matrix_to_rotvec(M).tobytes()
+    u = rng.normal(size=(3000, 3))            # half turns, where Shepperd's other candidates win
+    turns = u / np.linalg.norm(u, axis=1, keepdims=True) * (np.pi - rng.uniform(0, 1e-6, (3000, 1)))
+    M = reference_rotvec_to_matrix(turns)
+    assert matrix_to_rotvec(M).tobytes() == reference_matrix_to_rotvec(M).tobytes()
+
+
+def test_part_joints_equal_forward_and_hold_the_torso():
+    from data.skeleton import PART_ANGLES, PARTS
+    rng = np.random.default_rng(1)
+    skel = Skeleton(rng.uniform(50, 500, N_JOINTS))
+    a = rng.uniform(ANGLE_LIMITS[:, 0], ANGLE_LIMITS[:, 1], (6, 40, N_ANGLES))
+    full = skel.forward(a)
+    parts = skel.part_joints(a, PARTS)
+    assert sorted(parts) == list(range(1, N_JOINTS))
+    for j, p in parts.items():
+        assert np.moveaxis(p, 0, -1).tobytes() == full[..., j, :].tobytes()
+    for part in PARTS:                                         # one part alone: its joints only
+        assert sorted(skel.part_joints(a, (part,))) == sorted(PARTS[part])
+    torso = [angle_index(n) for n in PART_ANGLES["torso"]]
+    a[..., torso] = a[:, :1, torso]                            # every particle holds image i's torso
+    full = skel.forward(a)
+    limbs = ("rleg", "lleg", "head", "larm", "rarm")
+    held = skel.part_joints(a, limbs, torso=skel.torso_frames(a[:, 0]))
+    for j in (j for part in limbs for j in PARTS[part]):
+        np.testing.assert_array_equal(np.moveaxis(held[j], 0, -1), full[..., j, :])
+
+
+def test_clip_angles_on_columns():
+    rng = np.random.default_rng(2)
+    a = rng.uniform(ANGLE_LIMITS[:, 0] * 1.5, ANGLE_LIMITS[:, 1] * 1.5, (50, N_ANGLES))
+    cones = [[angle_index(n) for n in pair] for pair, _ in SWING_CONES]
+    for cols in (np.arange(N_ANGLES), np.array([20, 21, 22, 23]), np.array([0, 1, 2, 20]), np.array([25, 26, 4])):
+        # the columns' box, then each cone whose two angles are both among the columns
+        full = clip_angles(a)
+        ref = np.clip(a, ANGLE_LIMITS[:, 0], ANGLE_LIMITS[:, 1])
+        for pair in cones:
+            if set(pair) <= set(cols.tolist()):
+                ref[:, pair] = full[:, pair]
+        np.testing.assert_array_equal(clip_angles(a[:, cols], cols), ref[:, cols])
+    with pytest.raises(ValueError, match="columns"):
+        clip_angles(a[:, :3], [0, 1])
