@@ -9,6 +9,7 @@ hypotheses, retrieval (Hit@k) and a VideoPose3D-style export.
     python run_eval.py --sweep-A auto --figures figs/     # Figure 3 at 0.05% ... 5% of the bank
     python run_eval.py --export-topk 10 topk.npz --max-images 500
     python run_eval.py --retrieval --export-vp3d preds.npz
+    python run_eval.py --export-vp3d-world preds_world.npz   # world coordinates, as data_3d_h36m.npz
     python run_eval.py --mode apf --export-bvh bvh/            # the APF poses as BVH, one file per sequence
 
 Modes: max (StructNet-Max), avg (StructNet-Avg(A)), apf (StructNet-Avg(A)-APF), pred
@@ -105,7 +106,12 @@ def build_parser():
                    help="write Figure 4 (embedding) and predicted-vs-true skeletons (and Figure 3 with --sweep-A)")
     g.add_argument("--export-vp3d", default="", metavar="FILE",
                    help="write the predictions (the first evaluated of " + ", ".join(PREFERRED) + ") as a "
-                        "VideoPose3D-style .npz: positions_3d {subject: {action: [array per camera]}}, metres")
+                        "VideoPose3D-style .npz: positions_3d {subject: {action: [array per camera]}}, metres, "
+                        "camera coordinates, root-relative")
+    g.add_argument("--export-vp3d-world", default="", metavar="FILE",
+                   help="the same predictions in world coordinates (as VideoPose3D's data_3d_h36m.npz: z up, metres), "
+                        "each placed at the true root and moved by its camera's extrinsics; the same per-camera layout "
+                        "(docs/eval.md)")
     g.add_argument("--export-bvh", default="", metavar="DIR",
                    help="write the StructNet-Avg(A)-APF poses as BVH, one file per (subject, action, sub-action, "
                         "camera) sequence in frame order, and DIR/sequences.json (needs the apf mode; docs/apf.md)")
@@ -161,7 +167,8 @@ def parse_config(argv=None):
                       modes_explicit=args.mode != DEFAULT_MODES, A=A,
                       sweep=args.sweep_A, export_k=export_k, export_path=export_path,
                       train_images=args.train_images, best_of=args.best_of, retrieval=args.retrieval,
-                      retrieval_mm=args.retrieval_mm, vp3d_path=args.export_vp3d, apf=apf, json_path=args.json,
+                      retrieval_mm=args.retrieval_mm, vp3d_path=args.export_vp3d,
+                      vp3d_world_path=args.export_vp3d_world, apf=apf, json_path=args.json,
                       figures_dir=args.figures, bvh_dir=args.export_bvh, progress=not args.no_progress)
 
 

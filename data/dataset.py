@@ -133,6 +133,47 @@ def _bank_problem(n, image_meta, image_poses, bank_meta, bank_poses, image_row):
     return None
 
 
+def _encode_columns(n, poses, subject, action, subaction, camera, frame, cameras):
+    """Checked poses (n,17,3) float32 and metadata columns (n,) in their stored encodings; cameras:
+    the file's camera ids."""
+    poses = np.asarray(poses, dtype=np.float32)
+    if poses.shape != (n, N_JOINTS, 3):
+        raise ValueError(f"poses must be ({n},{N_JOINTS},3), got {poses.shape}")
+    if not np.isfinite(poses).all():
+        raise ValueError("poses contain NaN or inf")
+    columns = {"subject": subject, "action": action, "subaction": subaction, "camera": camera,
+               "frame": frame}
+    for name, value in columns.items():
+        value = np.asarray(value)
+        columns[name] = np.broadcast_to(value, (n,)) if value.ndim == 0 else value
+        if columns[name].shape != (n,):
+            raise ValueError(f"{name} must be a scalar or have length {n}, got {value.shape}")
+    subjects = [str(v) for v in columns["subject"]]
+    for name in set(subjects):
+        h36m.parse_subjects([name])
+    names = [str(v) for v in columns["camera"]]
+    for name in set(names):
+        if name not in cameras:
+            raise ValueError(f"camera {name!r} is not in the file's cameras ({', '.join(cameras)})")
+    columns["subject"] = np.array(subjects, dtype="S8")
+    columns["action"] = np.array([h36m.canonical_action(str(v)) for v in columns["action"]], dtype="S16")
+    columns["camera"] = np.array(names, dtype="S16")
+    columns["subaction"] = columns["subaction"].astype(np.int16)
+    columns["frame"] = columns["frame"].astype(np.int32)
+    return poses, columns
+
+
+def _bank_entries(image_meta, bank_meta):
+    """int64 (n,): for each image row the index of the bank entry with the same five metadata
+    fields (_META_FIELDS, any encoding shared by both), -1 where there is none."""
+    image_key, bank_key = _keys(image_meta, bank_meta)
+    if not len(bank_key):
+        return np.full(len(image_key), -1, dtype=np.int64)
+    order = np.argsort(bank_key, kind="stable")
+    at = np.minimum(np.searchsorted(bank_key[order], image_key), len(order) - 1)
+    return np.where(bank_key[order][at] == image_key, order[at], -1).astype(np.int64)
+
+
 # ============================================================================ writer
 class DatasetWriter:
     """Writes a dataset file incrementally; the file appears at `path` only when close() succeeds.
@@ -217,32 +258,7 @@ class DatasetWriter:
             group.create_dataset(name, (0,), maxshape=(None,), dtype=dtype, chunks=(8192,))
 
     def _pose_columns(self, n, poses, subject, action, subaction, camera, frame):
-        """Checked poses (n,17,3) float32 and metadata columns (n,) in their stored encodings."""
-        poses = np.asarray(poses, dtype=np.float32)
-        if poses.shape != (n, N_JOINTS, 3):
-            raise ValueError(f"poses must be ({n},{N_JOINTS},3), got {poses.shape}")
-        if not np.isfinite(poses).all():
-            raise ValueError("poses contain NaN or inf")
-        columns = {"subject": subject, "action": action, "subaction": subaction, "camera": camera,
-                   "frame": frame}
-        for name, value in columns.items():
-            value = np.asarray(value)
-            columns[name] = np.broadcast_to(value, (n,)) if value.ndim == 0 else value
-            if columns[name].shape != (n,):
-                raise ValueError(f"{name} must be a scalar or have length {n}, got {value.shape}")
-        subjects = [str(v) for v in columns["subject"]]
-        for name in set(subjects):
-            h36m.parse_subjects([name])
-        cameras = [str(v) for v in columns["camera"]]
-        for name in set(cameras):
-            if name not in self._cameras:
-                raise ValueError(f"camera {name!r} is not in the file's cameras ({', '.join(self._cameras)})")
-        columns["subject"] = np.array(subjects, dtype="S8")
-        columns["action"] = np.array([h36m.canonical_action(str(v)) for v in columns["action"]], dtype="S16")
-        columns["camera"] = np.array(cameras, dtype="S16")
-        columns["subaction"] = columns["subaction"].astype(np.int16)
-        columns["frame"] = columns["frame"].astype(np.int32)
-        return poses, columns
+        return _encode_columns(n, poses, subject, action, subaction, camera, frame, self._cameras)
 
     def _extend(self, group, lo, columns):
         """Write the arrays of `columns` at rows lo.. of the group's datasets of the same names."""
@@ -351,16 +367,13 @@ class DatasetWriter:
         f, bank = self._file, self._file["bank"]
         image_meta = {name: f[name][:] for name in _META_FIELDS}
         bank_meta = {name: bank[name][:] for name in _META_FIELDS}
-        image_key, bank_key = _keys(image_meta, bank_meta)
-        order = np.argsort(bank_key, kind="stable")
-        at = np.minimum(np.searchsorted(bank_key[order], image_key), max(len(order) - 1, 0))
-        found = (bank_key[order][at] == image_key) if len(order) else np.zeros(self.n, bool)
-        if not found.all():
-            row = int(np.flatnonzero(~found)[0])
+        entry = _bank_entries(image_meta, bank_meta)
+        if (entry < 0).any():
+            row = int(np.flatnonzero(entry < 0)[0])
             where = ", ".join(_show(image_meta[k][row]) for k in _META_FIELDS)
             raise ValueError(f"{self.path}: image row {row} ({where}) has no pose-bank entry")
         image_row = np.full(self.n_bank, -1, dtype=np.int64)
-        image_row[order[at]] = np.arange(self.n)
+        image_row[entry] = np.arange(self.n)
         problem = _bank_problem(self.n, image_meta, f["poses"][:], bank_meta, bank["poses"][:], image_row)
         if problem:
             raise ValueError(f"{self.path}: field '{problem[0]}': {problem[1]}")
@@ -729,6 +742,23 @@ class PoseDataset:
                                f"{', '.join(self.subjects)}")
         return self._tposes[subject].copy()
 
+    def extrinsics(self, subject, camera):
+        """World-to-camera (R (3,3), T (3,) mm) of subject's session, x_cam = R @ (x_world - T):
+        the file's own calibration (its cameras attribute, the one its poses were made with:
+        data.h36m's built-in values or the release's metadata.xml), else data.h36m.extrinsics."""
+        entry = self.camera_info.get(str(camera)) if isinstance(self.camera_info, dict) else None
+        entry = entry.get("extrinsics") if isinstance(entry, dict) else None
+        entry = entry.get(str(subject)) if isinstance(entry, dict) else None
+        if entry is None:
+            return h36m.extrinsics(subject, camera)
+        try:
+            R, T = np.asarray(entry["R"], dtype=np.float64), np.asarray(entry["T"], dtype=np.float64)
+        except (KeyError, TypeError, ValueError):
+            R = T = np.zeros(0)
+        if R.shape != (3, 3) or T.shape != (3,) or not (np.isfinite(R).all() and np.isfinite(T).all()):
+            self._fail("cameras", f"camera {camera}: extrinsics of {subject}: expected finite R (3,3) and T (3,)")
+        return R, T
+
     def image_moments(self, subjects):
         """Stored exact RGB sums of `subjects`: (count, sum (3,), outer (3,3)), or None if absent."""
         count, total, outer = 0, np.zeros(3), np.zeros((3, 3))
@@ -781,3 +811,110 @@ def root_relative(poses):
     """(...,17,3) poses -> the same poses minus their root joint (joint 0)."""
     poses = np.asarray(poses)
     return poses - poses[..., h36m.ROOT:h36m.ROOT + 1, :]
+
+
+# ============================================================================ replacing the bank
+def replace_bank(path, poses, meta, rate_hz, out=None, tolerance_mm=None, tposes=None, info=None):
+    """Write the dataset file `path` again with a new pose bank (bank/): poses (M,17,3) camera
+    coordinates, mm, absolute, metadata meta {subject, action, subaction, camera, frame} (M,) at
+    rate_hz (frames multiples of 50 / rate_hz), to `out` (None: `path` itself). Everything but
+    bank/ is copied as stored (HDF5 object copies: the images are not decoded); the new file is
+    validated, then moved into place (a temporary beside it, as DatasetWriter): an error leaves the
+    old file as it was.
+
+    The format's link rule holds: every image row has one entry, with its pose. An entry with an
+    image row's five metadata fields takes that row's pose (the image's label); the largest change
+    is max_difference_mm (per-joint distance), and more than tolerance_mm is a DatasetError (the
+    poses are not those of the images' sequences: another sub-action numbering, other cameras).
+    An image row without an entry gets one from its own pose. Every image row's frame must lie
+    on the new rate's grid. tposes: {subject: (17,3)} for bank subjects the file has no T pose of;
+    info: a JSON value stored as the text file attribute `bank_source` (a dict gets the summary's
+    counts added).
+
+    Returns {"entries": M', "given": M, "linked": image rows matched, "from_images": entries made
+    from image rows, "max_difference_mm", "mean_difference_mm"} (differences None when none linked).
+    """
+    out = os.fspath(path if out is None else out)
+    path = os.fspath(path)
+    step = bank_step(rate_hz)
+    with PoseDataset(path) as ds:
+        image_meta, image_poses, file_cameras = ds.metadata(), ds.poses(), list(ds.cameras)
+    off = np.flatnonzero(image_meta["frame"] % step)
+    if len(off):
+        r = int(off[0])
+        raise DatasetError(f"{path}: image row {r} is frame {image_meta['frame'][r]}, not on the grid of a "
+                           f"{float(rate_hz):g} Hz bank (every {step}th frame): choose a rate whose step divides "
+                           "the images' frames")
+    try:
+        poses, cols = _encode_columns(len(np.asarray(poses)), poses, *(meta[k] for k in _META_FIELDS), file_cameras)
+    except (KeyError, ValueError) as err:
+        raise DatasetError(f"{path}: the new pose bank: {err}") from None
+    given = len(poses)
+    bank_meta = {k: _decode(cols[k]) if k in _STRING_FIELDS else cols[k].astype(np.int64) for k in _META_FIELDS}
+    entry = _bank_entries(image_meta, bank_meta)
+    linked = np.flatnonzero(entry >= 0)
+    diff = np.linalg.norm(poses[entry[linked]] - image_poses[linked], axis=-1).max(axis=-1) if len(linked) \
+        else np.zeros(0)
+    if tolerance_mm is not None and len(diff) and diff.max() > tolerance_mm:
+        r = int(linked[np.argmax(diff)])
+        where = ", ".join(str(image_meta[k][r]) for k in _META_FIELDS)
+        raise DatasetError(f"{path}: image row {r} ({where}): the new bank's pose of that frame is "
+                           f"{diff.max():.1f} mm from the row's (a joint), more than {tolerance_mm:g} mm: not the same "
+                           "sequence (sub-action numbering, cameras, frames)?")
+    poses = poses.copy()
+    poses[entry[linked]] = image_poses[linked]
+    alone = np.flatnonzero(entry < 0)
+    poses = np.concatenate([poses, image_poses[alone]])
+    bank_meta = {k: np.concatenate([bank_meta[k], np.asarray(image_meta[k])[alone]]) for k in _META_FIELDS}
+    # in sequence order: subject, action, sub-action, camera, frame
+    order = np.lexsort([bank_meta["frame"], bank_meta["camera"].astype(str), bank_meta["subaction"],
+                        [h36m.ACTIONS.index(a) for a in bank_meta["action"]],
+                        [h36m.ALL_SUBJECTS.index(x) for x in bank_meta["subject"]]])
+    poses, bank_meta = poses[order], {k: v[order] for k, v in bank_meta.items()}
+    entry = _bank_entries(image_meta, bank_meta)
+    image_row = np.full(len(poses), -1, dtype=np.int64)
+    image_row[entry] = np.arange(len(entry))
+    problem = _bank_problem(len(entry), image_meta, image_poses, bank_meta, poses, image_row)
+    if problem:
+        raise DatasetError(f"{path}: the new pose bank: field '{problem[0]}': {problem[1]}")
+    _, cols = _encode_columns(len(poses), poses, *(bank_meta[k] for k in _META_FIELDS), file_cameras)
+    summary = {"entries": int(len(poses)), "given": int(given), "linked": int(len(linked)),
+               "from_images": int(len(alone)),
+               "max_difference_mm": float(diff.max()) if len(diff) else None,
+               "mean_difference_mm": float(diff.mean()) if len(diff) else None}
+    if isinstance(info, dict):
+        info = dict(info, **summary)
+
+    tmp = out + ".tmp"
+    try:
+        try:
+            with h5py.File(path, "r") as src, h5py.File(tmp, "w") as dst:
+                for key, value in src.attrs.items():
+                    dst.attrs[key] = value
+                for name in src:
+                    if name != "bank":
+                        src.copy(src[name], dst, name=name)
+                for subject, tpose in (tposes or {}).items():
+                    if f"tpose/{subject}" not in dst:
+                        dst.create_dataset(f"tpose/{subject}", data=np.asarray(tpose, dtype=np.float32))
+                lacking = [x for x in h36m.ALL_SUBJECTS if x in set(bank_meta["subject"]) and f"tpose/{x}" not in dst]
+                if lacking:
+                    raise DatasetError(f"{path}: no T pose of {', '.join(lacking)}, whose poses the new bank holds "
+                                       "(give tposes)")
+                bank = dst.create_group("bank")
+                bank.attrs["rate_hz"] = float(rate_hz)
+                DatasetWriter._create_pose_columns(bank)
+                for name, value in dict(cols, poses=poses).items():
+                    bank[name].resize(len(poses), axis=0)
+                    bank[name][:] = value
+                bank.create_dataset("image_row", data=image_row)
+                if info is not None:
+                    dst.attrs["bank_source"] = json.dumps(info, sort_keys=True)
+            PoseDataset(tmp).close()
+            os.replace(tmp, out)
+        except OSError as err:
+            raise DatasetError(f"{out}: cannot write the dataset file ({os_reason(err, out, tmp)})") from None
+    finally:
+        if os.path.exists(tmp):
+            os.remove(tmp)
+    return summary

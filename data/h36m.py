@@ -111,6 +111,75 @@ def canonical_action(raw_name):
     return split_action(raw_name)[0]
 
 
+def number_subactions(raw_names):
+    """{raw name: (canonical action, sub-action)} of the sequences of one subject: the names of an
+    action, in the order of their numbers (no number first: 'Walking' before 'Walking 1'), are its
+    sub-actions 1, 2, ... The one numbering of the project: data.prepare_h36m numbers the files it
+    finds this way, and data.vp3d the names of VideoPose3D's files. Unknown action: ValueError."""
+    parsed = {str(raw): split_action(raw) for raw in raw_names}
+    out = {}
+    for action in ACTIONS:
+        names = sorted((raw for raw, (a, _) in parsed.items() if a == action),
+                       key=lambda raw: (parsed[raw][1] or 0, raw))
+        out.update({raw: (action, i + 1) for i, raw in enumerate(names)})
+    return out
+
+
+# The release's sequences: the file names (D3_Positions/<name>.<camera>.cdf, Videos/<name>.<camera>.mp4)
+# of each subject, two per action. Source: the release's metadata.xml, whose <mapping> table lists
+# them per subject (data.h36m_metadata reads it; Metadata.file_prefix), as the public converters
+# copy it out (the VideoPose3D-based loaders that map (action id, sub-action id) to these names).
+# Most actions are the files "A" and "A 1"; the exceptions, by their numbers (0: no number):
+_SEQUENCE_NUMBERS = {
+    "S1": {"Eating": (0, 2), "Sitting": (1, 2), "SittingDown": (0, 2)},
+    "S5": {"Directions": (1, 2), "Discussion": (2, 3), "Greeting": (1, 2), "Photo": (0, 2), "Waiting": (1, 2)},
+    "S6": {"Eating": (1, 2), "Posing": (0, 2), "Sitting": (1, 2), "Waiting": (0, 3)},
+    "S7": {"Phoning": (0, 2), "Waiting": (1, 2), "Walking": (1, 2)},
+    "S8": {"WalkTogether": (1, 2)},
+    "S9": {"Discussion": (1, 2)},
+    "S11": {"Discussion": (1, 2), "Greeting": (0, 2), "Phoning": (2, 3), "Smoking": (0, 2)},
+}
+# S1's files spell two actions the old way (VideoPose3D renames them: TakingPhoto -> Photo,
+# WalkingDog -> WalkDog, in its prepare_data_h36m.py).
+_S1_SPELLING = {"Photo": "TakingPhoto", "WalkDog": "WalkingDog"}
+
+
+def _sequence_name(action, number):
+    return action if not number else f"{action} {number}"
+
+
+# {subject: the 30 file names, in ACTIONS order and sub-action order}, the release's spelling.
+RELEASE_SEQUENCES = {
+    s: tuple(_sequence_name(_S1_SPELLING.get(a, a) if s == "S1" else a, n)
+             for a in ACTIONS for n in _SEQUENCE_NUMBERS[s].get(a, (0, 1)))
+    for s in ALL_SUBJECTS
+}
+
+
+def sequence_names(subject):
+    """{(action, sub-action): name} of a subject's 30 release sequences, the names in canonical
+    spelling ('Photo 1', not S1's 'TakingPhoto 1': VideoPose3D's action keys), sub-actions numbered
+    by number_subactions. S11 {('Phoning', 1): 'Phoning 2', ('Phoning', 2): 'Phoning 3', ...}."""
+    subject = parse_subjects([subject])[0]
+    return {key: _sequence_name(*split_action(raw)) for raw, key in
+            number_subactions(RELEASE_SEQUENCES[subject]).items()}
+
+
+def parse_sequence_name(subject, name):
+    """(action, sub-action) of one of a subject's release sequences, by its name in either
+    spelling ('TakingPhoto 1' or 'Photo 1' for S1). A name that is not one of the subject's 30
+    (as 'Sitting 3', or '_ALL') is a ValueError listing the action's names."""
+    subject = parse_subjects([subject])[0]
+    action, number = split_action(name)     # ValueError for an unknown action
+    names = {v: k for k, v in sequence_names(subject).items()}
+    wanted = _sequence_name(action, number)
+    if wanted not in names:
+        listed = [n for (a, _), n in sorted(sequence_names(subject).items()) if a == action]
+        raise ValueError(f"{name!r} is not a sequence of {subject} in the Human3.6M release "
+                         f"(its {action} sequences are {' and '.join(map(repr, listed))})")
+    return names[wanted]
+
+
 # ---------------------------------------------------------------- cameras
 class Camera:
     """Intrinsics of one Human3.6M camera (pixels) and, where known, per-subject extrinsics.
@@ -254,6 +323,12 @@ def extrinsics(subject, camera_id):
 def world_to_camera(points, R, T):
     """(...,3) world points (mm) -> (...,3) camera coordinates, x_cam = R @ (x - T)."""
     return (np.asarray(points, dtype=np.float64) - T) @ np.asarray(R).T
+
+
+def camera_to_world(points, R, T):
+    """(...,3) camera coordinates (mm) -> (...,3) world points, the inverse of world_to_camera:
+    x = R^T @ x_cam + T (R a rotation)."""
+    return np.asarray(points, dtype=np.float64) @ np.asarray(R, dtype=np.float64) + np.asarray(T, dtype=np.float64)
 
 
 def cameras_json(subjects=ALL_SUBJECTS):

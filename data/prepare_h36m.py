@@ -19,7 +19,8 @@ resizes the image to 128x128. Every pose of the sequence at `bank-rate` Hz (ever
 the default 10 Hz) goes into the file's pose bank (bank/), linked to its image where the frame was
 kept; the frame step must therefore be a multiple of the bank's step. Raw action names are
 mapped to the 15 canonical ones (TakingPhoto -> Photo, WalkingDog -> WalkDog, ...); within a
-subject and action the raw sequences, sorted by their number, become sub-actions 1 and 2. The
+subject and action the raw sequences, sorted by their number, become sub-actions 1 and 2
+(data.h36m.number_subactions, the numbering data.vp3d shares). The
 output is written to a temporary file and renamed when complete, so an interrupted run leaves
 nothing half-written and re-running is safe.
 
@@ -136,12 +137,10 @@ def find_sequences(root, subjects, skipped=None):
             found.append(seq)
     # Sub-actions: the raw names of one subject and action, in the order of their numbers.
     for subject in subjects:
-        for action in h36m.ACTIONS:
-            names = sorted({s.raw_action for s in found if s.subject == subject and s.action == action},
-                           key=lambda raw: (h36m.split_action(raw)[1] or 0, raw))
-            for s in found:
-                if s.subject == subject and s.action == action:
-                    s.subaction = names.index(s.raw_action) + 1
+        numbers = h36m.number_subactions({s.raw_action for s in found if s.subject == subject})
+        for s in found:
+            if s.subject == subject:
+                s.subaction = numbers[s.raw_action][1]
     return found
 
 

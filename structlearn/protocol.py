@@ -43,6 +43,7 @@ class EvalConfig:
     retrieval_mm: float = RETRIEVAL_MM  # ... a hit: P-MPJPE within this many mm of the query's pose
     vp3d_path: str = ""                # the predictions (of the first of evaluate.PREFERRED) in VideoPose3D's
                                        # layout (data.vp3d); "" = none
+    vp3d_world_path: str = ""          # ... the same in world coordinates (report.save_vp3d(world=True)); "" = none
     bvh_dir: str = ""                  # the APF poses as BVH, one file per sequence (structlearn.bvh_export); "" = none
     apf: APFConfig = field(default_factory=APFConfig)   # StructNet-Avg(A)-APF (docs/apf.md)
     # output
@@ -114,7 +115,7 @@ def run_evaluation(cfg, log=print, comm=None):
         over = [str(a) for a in values if a > M]
         if over:
             say(f"note: {name} {','.join(over)} clipped to the {M}-pose bank")
-    vp3d_mode = next(m for m in PREFERRED if m in modes) if cfg.vp3d_path else None
+    vp3d_mode = next(m for m in PREFERRED if m in modes) if cfg.vp3d_path or cfg.vp3d_world_path else None
     output = ev.run(idx, modes, A, sweep=sweep, export_k=cfg.export_k, apf_config=cfg.apf,
                     batch_size=cfg.batch_size, chunk=cfg.bank_chunk, keep_rows=keep, progress=cfg.progress,
                     best_of=cfg.best_of, retrieval=cfg.retrieval, retrieval_mm=cfg.retrieval_mm,
@@ -148,10 +149,11 @@ def run_evaluation(cfg, log=print, comm=None):
     if cfg.export_k:
         report.save_topk(cfg.export_path, output, ev.bank, cfg.export_k, ev.dataset)
         say(f"wrote {cfg.export_path}: top-{min(cfg.export_k, M)} poses and scores of {len(idx)} test images")
-    if cfg.vp3d_path:
-        report.save_vp3d(cfg.vp3d_path, output, vp3d_mode, ev.dataset)
-        say(f"wrote {cfg.vp3d_path}: {method_name(vp3d_mode, A)} poses of {len(idx)} test images in "
-            "VideoPose3D's layout (positions_3d, metres)")
+    for path, world in ((cfg.vp3d_path, False), (cfg.vp3d_world_path, True)):
+        if path:
+            report.save_vp3d(path, output, vp3d_mode, ev.dataset, world=world)
+            say(f"wrote {path}: {method_name(vp3d_mode, A)} poses of {len(idx)} test images in VideoPose3D's layout "
+                f"(positions_3d, metres, {'world' if world else 'camera'} coordinates)")
     if cfg.bvh_dir:
         bvh_export.export_evaluation(cfg.bvh_dir, output, ev, say)
     fig_dir = cfg.figures_dir or (os.path.join(os.path.dirname(ev.model_path), "eval") if cfg.sweep else "")

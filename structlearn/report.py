@@ -10,7 +10,7 @@ import numpy as np
 from data import h36m
 from data.dataset import root_relative
 from data.files import write_text_atomic
-from data.vp3d import save_positions_3d
+from data.vp3d import save_positions_3d, to_world
 from nn.params import save_npz_atomic
 
 from .evaluate import METRICS, PAPER_MODES, PREFERRED, USES_A, method_name, summarize
@@ -78,13 +78,22 @@ def save_topk(path, output, bank, k, dataset):
         "gt": root_relative(dataset.poses(output.rows)).astype(np.float32)})
 
 
-def save_vp3d(path, output, mode, dataset):
+def save_vp3d(path, output, mode, dataset, world=False):
     """The predictions of mode in VideoPose3D's layout (data.vp3d.save_positions_3d, metres),
-    with the ground truth as positions_3d_gt and the mode's name."""
-    save_positions_3d(path, output.predictions[mode], dataset.metadata(output.rows),
-                      extra={"positions_3d_gt": output.gt}, mode=mode,
-                      method=method_name(mode, output.A).rstrip("*"),
-                      coordinates="camera coordinates, root-relative (joint 0 at the origin)")
+    with the ground truth as positions_3d_gt and the mode's name. Camera coordinates, root-
+    relative; world=True: world coordinates (z up) by the file's extrinsics of each test image's
+    subject and camera (PoseDataset.extrinsics), the predictions placed at the true root (they are
+    root-relative) and the ground truth absolute, as in VideoPose3D's data_3d_h36m.npz."""
+    meta = dataset.metadata(output.rows)
+    poses, gt = output.predictions[mode], output.gt
+    coordinates = "camera coordinates, root-relative (joint 0 at the origin)"
+    if world:
+        absolute = dataset.poses(output.rows).astype(np.float64)
+        poses = to_world(np.asarray(poses, dtype=np.float64) + absolute[:, :1], meta, dataset.extrinsics)
+        gt = to_world(absolute, meta, dataset.extrinsics)
+        coordinates = "world coordinates (z up), the predictions placed at the true root (joint 0)"
+    save_positions_3d(path, poses, meta, extra={"positions_3d_gt": gt}, mode=mode,
+                      method=method_name(mode, output.A).rstrip("*"), coordinates=coordinates)
 
 
 def write_json(path, results):

@@ -14,7 +14,7 @@ from hypothesis import given, settings, strategies as st
 
 import run_eval
 import run_train
-from data import baselines, flags, prepare_h36m, skeleton_check
+from data import baselines, flags, prepare_h36m, skeleton_check, vp3d
 from data.dataset import DatasetError
 from data.synth import __main__ as synth_cli
 from structlearn.checkpoint import CheckpointError
@@ -83,6 +83,8 @@ def test_run_train_rejects_values_outside_the_domain(argv, flag, tmp_path, capsy
     (prepare_h36m.main, ["--root", ".", "--out", "x.h5", "--frame-step", "0"], "--frame-step"),
     (prepare_h36m.main, ["--root", ".", "--out", "x.h5", "--bank-rate", "-10"], "--bank-rate"),
     (baselines.main, ["--data", "x.h5", "--size", "-16"], "--size"),
+    (vp3d.main, ["--bank", "x.npz", "--into", "x.h5", "--rate", "nan"], "--rate"),
+    (vp3d.main, ["--bank", "x.npz", "--into", "x.h5", "--tolerance-mm", "-1"], "--tolerance-mm"),
 ])
 def test_other_entry_points_reject_values_at_parse_time(main, argv, flag, capsys):
     with pytest.raises(SystemExit) as exc:
@@ -104,6 +106,7 @@ ENTRY_POINTS = {   # name: (parser, the in-process checks of a command line, fla
     "data.prepare_h36m": (prepare_h36m.build_parser(), prepare_h36m.parse_args, ["--root", ".", "--out", "x.h5"]),
     "data.baselines": (baselines.build_parser(), baselines.parse_args, ["--data", "x.h5"]),
     "data.skeleton": (skeleton_check.build_parser(), skeleton_check.parse_args, ["--check", "x.h5"]),
+    "data.vp3d": (vp3d.build_parser(), vp3d.parse_args, ["--bank", "x.npz", "--into", "x.h5"]),
 }
 SPECIAL = ["0", "-1", "1", "2", "-0", "0.5", "1.5", "nan", "-nan", "inf", "-inf", "1e400", "-1e400", "1e-400",
            "9" * 40, "0x10", "1_0", "", " ", "x", "3abc", "auto", "all", "S1", "S3", "Walking,Dancing", "1,-2",

@@ -10,6 +10,7 @@ import numpy as np
 import pytest
 
 import run_eval
+from data import h36m
 from data.dataset import PoseDataset, root_relative
 from data.vp3d import load_positions_3d, read_vp3d
 from data.h36m import POSE_DIM
@@ -235,9 +236,10 @@ def test_best_of_k_retrieval_and_vp3d_export(setup, capsys, tmp_path):
     pose_err = p_mpjpe(bank[order[:, :20]], np.broadcast_to(gt[:, None], (len(gt), 20, 17, 3)))
     thr = float(np.round(np.median(pose_err), 1))                # a threshold that some queries meet
     out_json, vp3d, figs = tmp_path / "r.json", tmp_path / "vp3d.npz", tmp_path / "figs"
+    vp3d_world = tmp_path / "vp3d_world.npz"
     code, out, err = call(["--run", run, "--subjects", "S9", "--mode", "max,avg", "--A", "3", "--best-of", "1,2,5,30",
                            "--retrieval", "--retrieval-mm", thr, "--json", out_json, "--export-vp3d", vp3d, "--figures",
-                           figs, "--train-images", "0", "--no-progress"], capsys)
+                           figs, "--train-images", "0", "--no-progress", "--export-vp3d-world", vp3d_world], capsys)
     assert code == 0, err
     for title in ("Protocol #1 (MPJPE)", "Protocol #2 (P-MPJPE)", "N-MPJPE (scale-aligned)", "Best-of-k MPJPE",
                   "image-to-pose", "cross-view", "54138969 -> 55011271"):
@@ -290,6 +292,24 @@ def test_best_of_k_retrieval_and_vp3d_export(setup, capsys, tmp_path):
             np.testing.assert_allclose(arr, avg3[sel] / 1000.0, atol=1e-6)
             np.testing.assert_allclose(load_positions_3d(vp3d, "positions_3d_gt")["S9"][action][
                 raw["cameras"].item()["S9"][action].index(cam)], gt[sel] / 1000.0, atol=1e-6)
+    # ... and in world coordinates: the same layout, each prediction placed at the true root and
+    # moved by its camera's extrinsics (the file's); back in the camera it is the camera export
+    world, raw_w = load_positions_3d(vp3d_world), read_vp3d(vp3d_world)
+    world_gt = load_positions_3d(vp3d_world, "positions_3d_gt")
+    assert "world coordinates" in str(raw_w["coordinates"]) and str(raw_w["method"]) == "StructNet-Avg(3)"
+    absolute = ds.poses(rows).astype(np.float64)
+    for action, views in world["S9"].items():
+        assert raw_w["cameras"].item()["S9"][action] == raw["cameras"].item()["S9"][action]
+        for i, (cam, arr) in enumerate(zip(raw_w["cameras"].item()["S9"][action], views)):
+            sel = np.flatnonzero((meta["action"] == action) & (meta["camera"] == cam))
+            sel = sel[np.argsort(meta["frame"][sel])]
+            R, T = ds.extrinsics("S9", cam)
+            np.testing.assert_allclose(arr * 1000.0, h36m.camera_to_world(avg3[sel] + absolute[sel, :1], R, T),
+                                       atol=0.01)
+            np.testing.assert_allclose(world_gt["S9"][action][i] * 1000.0, h36m.camera_to_world(absolute[sel], R, T),
+                                       atol=0.01)                 # float32 metres: ~1e-3 mm
+            back = h36m.world_to_camera(arr.astype(np.float64) * 1000.0, R, T) - absolute[sel, :1]
+            np.testing.assert_allclose(back, got["S9"][action][i] * 1000.0, atol=0.01)
     ds.close()
 
 
