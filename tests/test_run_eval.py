@@ -27,6 +27,7 @@ from structlearn.model import load_model, save_model
 from structlearn.network import MultiTaskNet, NetConfig, StructNet
 from tests.data.conftest import write_tiny_dataset
 from tests.structlearn.test_evaluate import _brute_cross_view
+from tests.cli import run_main
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 # 128x128 images downsampled by 4 and centre-cropped to 20x20
@@ -62,13 +63,7 @@ def setup(tmp_path_factory):
 
 
 def call(argv, capsys):
-    """run_eval.main in-process: (exit code, stdout, stderr); argparse errors give code 2."""
-    try:
-        code = run_eval.main([str(a) for a in argv])
-    except SystemExit as e:
-        code = e.code
-    out, err = capsys.readouterr()
-    return code, out, err
+    return run_main(run_eval.main, argv, capsys)
 
 
 def one_line_error(code, err, expected, want_code=1):

@@ -14,6 +14,7 @@ from data.loader import BatchLoader, eval_images
 from structlearn.evaluate import Evaluator, default_A, method_name
 from tests.data.conftest import write_tiny_dataset
 from tests.test_run_eval import make_run
+from tests.cli import run_main
 
 
 @pytest.fixture(scope="module")
@@ -32,12 +33,7 @@ def setup(tmp_path_factory):
 
 
 def call(argv, capsys):
-    try:
-        code = run_predict.main([str(a) for a in argv])
-    except SystemExit as e:
-        code = e.code
-    out, err = capsys.readouterr()
-    return code, out, err
+    return run_main(run_predict.main, argv, capsys)
 
 
 def one_line_error(code, err, *expected):

@@ -12,6 +12,7 @@ import pytest
 from data import h36m
 from data import vp3d
 from data.vp3d import action_key, load_positions_3d, read_vp3d, save_positions_3d
+from tests.cli import run_main
 
 
 def _meta():
@@ -267,12 +268,7 @@ def _file_from(tmp_path, world, rng, noise_mm=0.01, extra_rows=True):
 
 
 def _main(argv, capsys):
-    try:
-        code = vp3d.main([str(a) for a in argv])
-    except SystemExit as e:
-        code = e.code
-    out, err = capsys.readouterr()
-    return code, out, err
+    return run_main(vp3d.main, argv, capsys)
 
 
 def test_bank_from_videopose3d_world_file(tmp_path, capsys):
