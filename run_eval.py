@@ -94,7 +94,7 @@ def build_parser():
     g.add_argument("--apf-layers", type=flags.positive_int, default=apf.n_layers, help="annealing layers per stage "
                    "(default: %(default)s)")
     g.add_argument("--apf-stages", default=",".join(apf.stages),
-                   help="comma-separated stages among torso, limbs, all (default: %(default)s)")
+                   help="comma-separated stages among torso, girdle, limbs, all (default: %(default)s)")
     g.add_argument("--apf-seed", type=flags.non_negative_int, default=apf.seed, help="(default: %(default)s)")
     g.add_argument("--apf-starts", type=flags.positive_int, default=apf.starts,
                    help="filter runs per image, each from one of the top-A poses (the top-1 pose, then those "

@@ -6,7 +6,8 @@ The file (bvh_text, write_bvh):
     moves every child offset rigidly, but Hip and Thorax have children that move independently of
     each other, so three helper joints with a zero offset are inserted: Lumbar (at Hip: the lumbar
     side bend carries Spine, the pelvis carries the hips) and LClavicle, RClavicle (at Thorax:
-    each clavicle's elevation carries its shoulder, the neck rotation carries Neck/Nose).
+    each clavicle's protraction and elevation carry its shoulder, the neck rotation carries
+    Neck/Nose).
     The five leaves are End Sites: RFoot and LFoot (of RKnee and LKnee), Head (of Neck/Nose),
     LWrist and RWrist (of LElbow and RElbow). NODES lists the nodes in file order; JOINT_NODE says
     which node holds each of the 17 joints.
@@ -68,10 +69,15 @@ _FRAMES = {
     "Hip": ("root",),
     "RHip": ("R_hip_swing", "R_hip_twist"), "RKnee": ("R_knee",),
     "LHip": ("L_hip_swing", "L_hip_twist"), "LKnee": ("L_knee",),
-    "Lumbar": ("lumbar",), "Spine": ("spine_swing", "spine_twist"), "Thorax": ("neck",), "Neck/Nose": ("head",),
-    # the clavicles and the upper arms turn from the thorax's frame (Spine's), not from Thorax's
-    "LClavicle": ("L_clavicle",), "LShoulder": ("L_shoulder_swing", "L_shoulder_twist"), "LElbow": ("L_elbow",),
-    "RClavicle": ("R_clavicle",), "RShoulder": ("R_shoulder_swing", "R_shoulder_twist"), "RElbow": ("R_elbow",),
+    # the neck turns from the shoulder line's frame (the thorax turned by the mean protraction)
+    "Lumbar": ("lumbar",), "Spine": ("spine_swing", "spine_twist"), "Thorax": ("neck_yaw", "neck"),
+    "Neck/Nose": ("head",),
+    # the clavicles and the upper arms turn from the thorax's frame (Spine's), not from Thorax's;
+    # each upper arm from its clavicle's protraction, without the elevation
+    "LClavicle": ("L_clavicle_yaw", "L_clavicle"), "LShoulder": ("L_clavicle_yaw", "L_shoulder_swing", "L_shoulder_twist"),
+    "LElbow": ("L_elbow",),
+    "RClavicle": ("R_clavicle_yaw", "R_clavicle"), "RShoulder": ("R_clavicle_yaw", "R_shoulder_swing", "R_shoulder_twist"),
+    "RElbow": ("R_elbow",),
 }
 _FRAME_PARENT = {"LClavicle": "Spine", "LShoulder": "Spine", "RClavicle": "Spine", "RShoulder": "Spine"}
 

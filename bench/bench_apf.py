@@ -2,7 +2,7 @@
 
     python bench/bench_apf.py                 # default APFConfig, 64 synthetic images
     python bench/bench_apf.py --images 32 --particles 256 --layers 10 --stages all
-    python bench/bench_apf.py --distant --data cache/synth_h36m_v2_scale1_seed0_lab.h5   # + distant starts
+    python bench/bench_apf.py --distant --data cache/synth_h36m_v3_scale1_seed0_lab.h5   # + distant starts
 
 Scenarios (synthetic poses of a 1.7 m skeleton, angles uniform in the central 60% of the limits,
 random root orientation; no Human3.6M data involved):
@@ -105,7 +105,7 @@ def main():
                              "instead of one of the averaged poses")
     group = parser.add_argument_group("distant starts (skipped unless --distant)")
     group.add_argument("--distant", action="store_true", help="also run the distant-start scenario on --data")
-    group.add_argument("--data", default="cache/synth_h36m_v2_scale1_seed0_lab.h5",
+    group.add_argument("--data", default="cache/synth_h36m_v3_scale1_seed0_lab.h5",
                        help="data file of the distant scenario (read only; default: %(default)s)")
     group.add_argument("--distant-images", type=int, default=64, help="test poses (default: %(default)s)")
     group.add_argument("--starts", default="1,2,4,8", help="numbers of starts, comma-separated (default: %(default)s)")

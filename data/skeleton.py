@@ -2,11 +2,15 @@
 
 Body frame (root orientation zero): x = the subject's right, y = forward (the subject faces +y),
 z = up; right-handed, millimetres. Zero angles give the neutral T pose: upright, legs straight
-down, arms horizontal along -x (left) and +x (right), the root (Hip) at the origin.
+down, arms horizontal along -x (left) and +x (right), the root (Hip) at the origin, the neck and
+head in their rest geometry (below).
+
+The rest geometry and the angle limits are data, with their sources: skeleton_limits.json beside
+this module (REST_GEOMETRY, ANGLE_LIMITS, SWING_CONES are read from it; docs/apf.md has the table).
 
 Parameterisation (docs/apf.md has the full table). Every rotation is the exponential of a
-rotation vector whose components are signed copies of the angles, so one batched Rodrigues call
-builds all of them:
+rotation vector whose components are linear in the angles, so one batched Rodrigues call builds
+all of them:
   * root: a rotation vector (axis * angle, |r| <= pi from `inverse`); it absorbs any camera
     rotation, so a pose in camera coordinates is fine.
   * pelvis: rigid; RHip, LHip at +-x times their bone lengths. The pelvis frame is fixed by the
@@ -22,66 +26,105 @@ builds all of them:
     atan2 of the residual, which does not move any joint).
   * hinges (knees, elbows): 1 DOF, flexion direction at zero twist backward (knee) / forward
     (elbow).
-  * Spine: swing (flex, lat) of Spine->Thorax plus the upper-body twist, observed from the line
-    joining the shoulders.
-  * clavicles: elevation only (in the thorax's frontal plane), so the shoulder line fixes the
-    thorax twist. Shoulder protraction (forward/back) is not modelled: inverse projects the
-    shoulders into the thorax's frontal plane.
-  * neck (Thorax->Neck/Nose) and head (Neck/Nose->Head): swing only; twist about a bone whose
-    child is a single point is unobservable.
+  * Spine: swing (flex, lat) of Spine->Thorax plus the upper-body twist.
+  * clavicles (Thorax->Shoulder): protraction (a turn about the thorax's vertical, > 0 forward)
+    then elevation (> 0 up) from the horizontal lateral rest. Each upper arm hangs from its
+    clavicle's protraction frame (the thorax turned by the protraction, without the elevation),
+    and the neck from the thorax turned by the mean of the two (the shoulder line's frame). Only
+    the clavicles' azimuths t - prot_L and t + prot_R (t = Spine_twist) are observable in the
+    joints, and every child depends on those alone: a twist exchanged with an asymmetric
+    protraction moves no joint. inverse takes the twist that protracts both clavicles alike,
+    moved into the range where the twist and both protractions are within their limits when it
+    lies outside (so a pose within the limits comes back exactly).
+  * neck (Thorax->Neck/Nose) and head (Neck/Nose->Head): swings from a rest geometry that fits
+    real people (REST_GEOMETRY): the neck bone tilted forward (the nose in front of the thorax)
+    and the head bone at an angle to it (the head top above and behind the nose). A twist about
+    a bone whose child is a single point is unobservable.
   * right limbs are the mirror images (x -> -x) of the left ones, so equal angles give mirrored
     poses and the limits table is shared. Signs: flex > 0 forward (knee/elbow flex > 0 bends),
     abd > 0 away from the midline (shoulder abd > 0 raises the arm above the horizontal),
     rot > 0 internal rotation, lat > 0 toward the subject's right for the midline joints,
-    twist > 0 turns the upper body to the left, elev > 0 raises the shoulder.
+    twist > 0 turns the upper body to the left, elev > 0 raises the shoulder, prot > 0 moves it
+    forward.
 
 forward and inverse are vectorised over any leading dimensions and work in float64.
 """
+import json
+import os
+
 import numpy as np
 
 from data.h36m import JOINT_NAMES, N_JOINTS, PARENTS
 
 _PARENTS = np.array(PARENTS)
 _DEG = np.pi / 180.0
+LIMITS_FILE = os.path.join(os.path.dirname(os.path.abspath(__file__)), "skeleton_limits.json")
 
-# (name, lower, upper) in degrees. Generous human ranges: the swing/twist parameters are not
-# clinical angles, and mocap joint centres differ from anatomical ones, so the clinical ranges
-# (AAOS / Kapandji tables) are widened by 10-20 degrees; they still exclude limbs through the
-# body, knees/elbows bending backwards and heads turned beyond the shoulders.
-_LIMITS_DEG = (
-    ("root_x", -180, 180), ("root_y", -180, 180), ("root_z", -180, 180),
-    ("Lumbar_lat", -30, 30),
-    ("RHip_flex", -40, 130), ("RHip_abd", -35, 60), ("RHip_rot", -80, 80),
-    ("RKnee_flex", -5, 160),
-    ("LHip_flex", -40, 130), ("LHip_abd", -35, 60), ("LHip_rot", -80, 80),
-    ("LKnee_flex", -5, 160),
-    ("Spine_flex", -40, 80), ("Spine_lat", -40, 40), ("Spine_twist", -60, 60),
-    ("Neck_flex", -60, 70), ("Neck_lat", -50, 50),
-    ("Head_flex", -70, 70), ("Head_lat", -60, 60),
-    ("LClavicle_elev", -45, 40),
-    ("LShoulder_flex", -90, 150), ("LShoulder_abd", -110, 110), ("LShoulder_rot", -100, 100),
-    ("LElbow_flex", -5, 160),
-    ("RClavicle_elev", -45, 40),
-    ("RShoulder_flex", -90, 150), ("RShoulder_abd", -110, 110), ("RShoulder_rot", -100, 100),
-    ("RElbow_flex", -5, 160),
+# The angle vector's layout (the model's parameterisation; the limits are data, LIMITS_FILE).
+_LAYOUT = (
+    "root_x", "root_y", "root_z",
+    "Lumbar_lat",
+    "RHip_flex", "RHip_abd", "RHip_rot", "RKnee_flex",
+    "LHip_flex", "LHip_abd", "LHip_rot", "LKnee_flex",
+    "Spine_flex", "Spine_lat", "Spine_twist",
+    "Neck_flex", "Neck_lat", "Head_flex", "Head_lat",
+    "LClavicle_elev", "LClavicle_prot", "LShoulder_flex", "LShoulder_abd", "LShoulder_rot", "LElbow_flex",
+    "RClavicle_elev", "RClavicle_prot", "RShoulder_flex", "RShoulder_abd", "RShoulder_rot", "RElbow_flex",
 )
-ANGLE_NAMES = tuple(name for name, _, _ in _LIMITS_DEG)
+
+
+def _table_name(name):
+    """The limits table's row of an angle: limbs without their side (LHip_flex -> Hip_flex)."""
+    return name[1:] if name[0] in "LR" and name[1].isupper() else name
+
+
+def load_limits(path=LIMITS_FILE):
+    """(rest {"neck_tilt_deg", "head_neck_angle_deg"}, limits ((name, lower, upper) degrees, in the
+    angle vector's order), cones (((angle a, angle b), radius degrees), left then right)) from a
+    limits file (skeleton_limits.json's format). ValueError naming the file for a bad one."""
+    try:
+        with open(path) as f:
+            table = json.load(f)
+        rows = {row["name"]: (float(row["lower"]), float(row["upper"])) for row in table["angles"]}
+        rest = {k: float(table["rest"][k]) for k in ("neck_tilt_deg", "head_neck_angle_deg")}
+        cones = [(tuple(c["angles"]), float(c["radius"])) for c in table.get("cones", [])]
+    except (OSError, ValueError, KeyError, TypeError) as e:
+        raise ValueError(f"{path}: not a readable limits table ({e})") from None
+    wanted = {_table_name(n) for n in _LAYOUT}
+    if set(rows) != wanted:
+        raise ValueError(f"{path}: the angles {sorted(wanted - set(rows))} are missing and {sorted(set(rows) - wanted)} "
+                         "unknown")
+    bad = [n for n, (lo, hi) in rows.items() if not (np.isfinite(lo) and np.isfinite(hi) and lo < 0 < hi)]
+    if bad:
+        raise ValueError(f"{path}: limits of {bad} must be finite with lower < 0 < upper (zero, the rest pose, valid)")
+    if not 0 < rest["neck_tilt_deg"] < rest["head_neck_angle_deg"] < 180:
+        raise ValueError(f"{path}: rest geometry needs 0 < neck_tilt_deg < head_neck_angle_deg < 180")
+    sided = []
+    for (a, b), radius in cones:
+        if "L" + a not in _LAYOUT or "L" + b not in _LAYOUT or not 0 < radius < 180:
+            raise ValueError(f"{path}: a cone needs two limb angles and a radius in (0, 180), got {(a, b, radius)}")
+        sided += [((side + a, side + b), radius) for side in "LR"]
+    return rest, tuple((n,) + rows[_table_name(n)] for n in _LAYOUT), tuple(sided)
+
+
+_REST_DEG, _LIMITS_DEG, _CONES_DEG = load_limits()
+ANGLE_NAMES = _LAYOUT
 N_ANGLES = len(ANGLE_NAMES)
 ANGLE_LIMITS = np.array([(lo, hi) for _, lo, hi in _LIMITS_DEG], dtype=np.float64) * _DEG
 ANGLE_LIMITS.flags.writeable = False
 ROOT_ANGLES = slice(0, 3)
 _INDEX = {name: i for i, name in enumerate(ANGLE_NAMES)}
 # Cone limits on the shoulder swings (the box alone would admit a 186 degree swing at its corner,
-# which wraps around and points the arm through the chest): |(flex, abd)| <= 150 degrees.
-SWING_CONES = (
-    (("LShoulder_flex", "LShoulder_abd"), 150.0 * _DEG),
-    (("RShoulder_flex", "RShoulder_abd"), 150.0 * _DEG),
-)
+# which wraps around and points the arm through the chest): |(flex, abd)| <= the radius.
+SWING_CONES = tuple((pair, radius * _DEG) for pair, radius in _CONES_DEG)
 _CONES = tuple(([_INDEX[a], _INDEX[b]], radius) for (a, b), radius in SWING_CONES)
+# Rest geometry (radians): the Thorax->Nose bone tilted forward by neck_tilt from the thorax's up
+# axis, the Nose->Head bone at head_neck_angle to it (leaning back by the difference).
+REST_GEOMETRY = {k: v * _DEG for k, v in _REST_DEG.items()}
 
 
 def angle_index(name):
-    """Index of an angle in the joint-angle vector, e.g. angle_index("LElbow_flex") -> 23."""
+    """Index of an angle in the joint-angle vector, e.g. angle_index("LElbow_flex") -> 24."""
     try:
         return _INDEX[name]
     except KeyError:
@@ -114,7 +157,9 @@ def _limb_rotations(side):
         "hip_twist": _rotation_rows([(side + "Hip_rot", -_Z)], m),
         # The shank bends backward (-y): rotation about -x.
         "knee": _rotation_rows([(side + "Knee_flex", -_X)], m),
-        # Clavicle rest direction -x: a rotation about +y raises it.
+        # Clavicle rest direction -x: a rotation about -z turns it forward (protraction; the
+        # upper arm hangs from this frame), then one about +y raises it.
+        "clavicle_yaw": _rotation_rows([(side + "Clavicle_prot", -_Z)], m),
         "clavicle": _rotation_rows([(side + "Clavicle_elev", _Y)], m),
         # Upper-arm rest direction -x: about +y raises it (abd), about -z swings it forward (flex).
         "shoulder_swing": _rotation_rows([(side + "Shoulder_abd", _Y), (side + "Shoulder_flex", -_Z)], m),
@@ -125,6 +170,17 @@ def _limb_rotations(side):
     }
 
 
+# Rest directions of the neck and head bones in their parent frames, tilted in the sagittal (y-z)
+# plane, and the lateral axes of their swings (perpendicular to the bone, in that plane): a swing
+# vector -flex x + lat y_rest keeps the rest tilt's meaning (flex > 0 forward, lat > 0 toward +x).
+_NECK_TILT = REST_GEOMETRY["neck_tilt_deg"]
+_HEAD_BACK = REST_GEOMETRY["head_neck_angle_deg"] - _NECK_TILT    # the head bone's lean back from up
+_NECK_REST = np.array([0.0, np.sin(_NECK_TILT), np.cos(_NECK_TILT)])
+_HEAD_REST = np.array([0.0, -np.sin(_HEAD_BACK), np.cos(_HEAD_BACK)])
+_NECK_LAT = np.array([0.0, np.cos(_NECK_TILT), -np.sin(_NECK_TILT)])
+_HEAD_LAT = np.array([0.0, np.cos(_HEAD_BACK), np.sin(_HEAD_BACK)])
+for _v in (_NECK_REST, _HEAD_REST):
+    _v.flags.writeable = False
 _LEFT, _RIGHT = _limb_rotations("L"), _limb_rotations("R")
 _ELEMENTS = {
     "root": _rotation_rows([("root_x", _X), ("root_y", _Y), ("root_z", _Z)]),
@@ -132,8 +188,11 @@ _ELEMENTS = {
     # Trunk rest direction +z: about -x bends forward, about +y bends toward the right (+x).
     "spine_swing": _rotation_rows([("Spine_flex", -_X), ("Spine_lat", _Y)]),
     "spine_twist": _rotation_rows([("Spine_twist", _Z)]),
-    "neck": _rotation_rows([("Neck_flex", -_X), ("Neck_lat", _Y)]),
-    "head": _rotation_rows([("Head_flex", -_X), ("Head_lat", _Y)]),
+    # The neck hangs from the shoulder line's frame: the thorax turned by the mean of the two
+    # clavicles' protraction turns (-prot_L and +prot_R about z).
+    "neck_yaw": _rotation_rows([("RClavicle_prot", 0.5 * _Z), ("LClavicle_prot", -0.5 * _Z)]),
+    "neck": _rotation_rows([("Neck_flex", -_X), ("Neck_lat", _NECK_LAT)]),
+    "head": _rotation_rows([("Head_flex", -_X), ("Head_lat", _HEAD_LAT)]),
 }
 for _side, _table in (("R", _RIGHT), ("L", _LEFT)):
     for _key, _rows in _table.items():
@@ -355,12 +414,15 @@ def bone_lengths(joints):
 # (greater trochanter) 0.530, shoulder 0.818, chin 0.870, eyes 0.936. Mapped onto the Human3.6M
 # joints: Hip->R/LHip half the hip width; Thorax->R/LShoulder half the shoulder width; the trunk
 # (hip height to shoulder height, 0.288) split equally at Spine; Neck/Nose (the nose) halfway
-# between chin and eyes (0.903); Head at the top of the head (1.0). The resulting T pose stands
-# 0.961 H from ankle to head top (the ankle is 0.039 H above the floor).
+# between chin and eyes (0.903); Head at the top of the head (1.0). The neck and head bones keep
+# those heights in their rest geometry (tilted: REST_GEOMETRY), so they are the heights over the
+# cosines of the tilts, and the nose lies 0.085 H tan(neck tilt) in front of the thorax line. The
+# resulting T pose stands 0.961 H from ankle to head top (the ankle is 0.039 H above the floor).
 _HEIGHT_RATIOS = {
     "RHip": 0.191 / 2, "RKnee": 0.245, "RFoot": 0.246,
     "LHip": 0.191 / 2, "LKnee": 0.245, "LFoot": 0.246,
-    "Spine": 0.288 / 2, "Thorax": 0.288 / 2, "Neck/Nose": 0.903 - 0.818, "Head": 1.0 - 0.903,
+    "Spine": 0.288 / 2, "Thorax": 0.288 / 2,
+    "Neck/Nose": (0.903 - 0.818) / np.cos(_NECK_TILT), "Head": (1.0 - 0.903) / np.cos(_HEAD_BACK),
     "LShoulder": 0.259 / 2, "LElbow": 0.186, "LWrist": 0.146,
     "RShoulder": 0.259 / 2, "RElbow": 0.186, "RWrist": 0.146,
 }
@@ -374,7 +436,8 @@ PARTS = {
     "rarm": (15, 16),
 }
 _PART_ELEMENTS = {   # part -> (general elements, single-axis elements)
-    "torso": (("root", "spine_swing"), ("lumbar", "spine_twist", "R_clavicle", "L_clavicle")),
+    "torso": (("root", "spine_swing"), ("lumbar", "spine_twist", "R_clavicle_yaw", "R_clavicle", "L_clavicle_yaw",
+                                        "L_clavicle", "neck_yaw")),
     "head": (("neck", "head"), ()),
     **{side.lower() + "leg": ((side + "_hip_swing",), (side + "_hip_twist", side + "_knee")) for side in "RL"},
     **{side.lower() + "arm": ((side + "_shoulder_swing",), (side + "_shoulder_twist", side + "_elbow"))
@@ -383,6 +446,9 @@ _PART_ELEMENTS = {   # part -> (general elements, single-axis elements)
 PART_ANGLES = {part: tuple(ANGLE_NAMES[i] for i in range(N_ANGLES)
                            if any(_ELEMENTS[e][:, i].any() for group in elements for e in group))
                for part, elements in _PART_ELEMENTS.items()}
+# The frame each part other than the legs (which hang from the root frame) hangs from, given by
+# the torso: the shoulder line's frame for the head, each clavicle's protraction frame for its arm.
+_BASES = {"head": "neck_yaw", "larm": "L_clavicle_yaw", "rarm": "R_clavicle_yaw"}
 
 
 def _last_first(v, k=1):
@@ -450,8 +516,9 @@ class _Chain:
             out[j] = c * F[j] - s * F[i]
         return out
 
-    def torso(self):
-        """(R0 the root frame, F8 the thorax frame, both (...,3,3); {joint: (3, ...)} of PARTS["torso"])."""
+    def torso(self, bases=tuple(_BASES)):
+        """(R0 the root frame (...,3,3), {part: the frame (...,3,3) it hangs from} for the parts
+        `bases` among "head", "larm", "rarm", {joint: (3, ...)} of PARTS["torso"])."""
         bl = self.bl
         R0 = self.general("root")
         r0 = _columns(R0)
@@ -462,24 +529,31 @@ class _Chain:
         g8 = _columns(_frames(f7) @ self.general("spine_swing"))
         J[8] = J[7] + bl[8] * g8[2]
         f8 = self.turn(g8, "spine_twist")
+        frames = {}
         for side, sh in (("R", 14), ("L", 11)):
             sign = 1.0 if side == "R" else -1.0   # x of the rest directions after mirroring
-            J[sh] = J[8] + sign * bl[sh] * self.turn(f8, side + "_clavicle", need=(0,))[0]
-        return R0, _frames(f8), J
+            yaw = self.turn(f8, side + "_clavicle_yaw")
+            J[sh] = J[8] + sign * bl[sh] * self.turn(yaw, side + "_clavicle", need=(0,))[0]
+            if side.lower() + "arm" in bases:
+                frames[side.lower() + "arm"] = _frames(yaw)
+        if "head" in bases:
+            frames["head"] = _frames(self.turn(f8, "neck_yaw"))
+        return R0, frames, J
 
     def joints(self, parts, torso=None):
         """{joint: (3, ...)} of `parts`; torso: a torso() of base angles, given a particle axis here."""
         if torso is None:
-            R0, F8, T = self.torso()
+            R0, F, T = self.torso([q for q in _BASES if q in parts])
         else:
-            R0, F8 = torso[0][..., None, :, :], torso[1][..., None, :, :]
+            R0 = torso[0][..., None, :, :]
+            F = {q: f[..., None, :, :] for q, f in torso[1].items()}
             T = {j: p[..., None] for j, p in torso[2].items()}
         bl = self.bl
         J = dict(T) if "torso" in parts else {}
         if "head" in parts:
-            F9 = F8 @ self.general("neck")
-            J[9] = T[8] + bl[9] * _last_first(F9[..., :, 2])
-            head = np.einsum("...ij,...j->...i", F9, self.general("head")[..., :, 2])
+            F9 = F["head"] @ self.general("neck")
+            J[9] = T[8] + bl[9] * _last_first(F9 @ _NECK_REST)
+            head = np.einsum("...ij,...j->...i", F9, self.general("head") @ _HEAD_REST)
             J[10] = J[9] + bl[10] * _last_first(head)
         for side, hip, knee, foot, sh, elbow, wrist in (("R", 1, 2, 3, 14, 15, 16),
                                                        ("L", 4, 5, 6, 11, 12, 13)):
@@ -490,9 +564,10 @@ class _Chain:
                 thigh = self.turn(thigh, side + "_hip_twist", need=(1, 2))   # the knee mixes columns 1, 2
                 J[foot] = J[knee] - bl[foot] * self.turn(thigh, side + "_knee", need=(2,))[2]
             if side.lower() + "arm" in parts:
-                # The upper arm swings relative to the thorax, not the clavicle: its limits then
-                # read as arm-to-trunk angles whatever the shoulder elevation.
-                arm = _columns(F8 @ self.general(side + "_shoulder_swing"))
+                # The upper arm swings relative to the clavicle's protraction frame (the thorax
+                # turned with the shoulder girdle), not its elevation: its limits then read as
+                # arm-to-trunk angles whatever the shoulder elevation.
+                arm = _columns(F[side.lower() + "arm"] @ self.general(side + "_shoulder_swing"))
                 J[elbow] = T[sh] + sign * bl[elbow] * arm[0]
                 arm = self.turn(arm, side + "_shoulder_twist", need=(0, 1))   # the elbow mixes columns 0, 1
                 J[wrist] = J[elbow] + sign * bl[wrist] * self.turn(arm, side + "_elbow", need=(0,))[0]
@@ -572,13 +647,19 @@ class Skeleton:
         forward(inverse(j)) reproduces j (to ~1e-12 mm) when j is a pose of this skeleton within
         the limits. Otherwise it returns a nearby valid pose: bone directions are kept and lengths
         replaced by the skeleton's; the hips go on the common axis that best fits both hip bones;
-        the shoulders are projected into the thorax's frontal plane; an angle beyond its limit is
-        clipped, and the rest of the chain is solved from the clipped frame so that the child
-        bones keep their world directions as far as their own limits allow.
+        an angle beyond its limit is clipped, and the rest of the chain is solved from the clipped
+        frame so that the child bones keep their world directions as far as their own limits allow.
+
+        The upper-body twist and the two clavicle protractions are one degree of freedom more
+        than the joints show (only the clavicles' azimuths are seen; every child hangs from
+        frames that depend on those alone): the twist is the one that protracts both clavicles
+        alike, moved to the nearest twist for which the twist and both protractions are within
+        their limits where there is one (so that a pose within the limits comes back exactly).
 
         clip=False: the same solution without any clipping to ANGLE_LIMITS or SWING_CONES (each
-        angle as the pose has it, the chain solved from the unclipped frames), for measuring how
-        far poses lie outside the limits (python -m data.skeleton --check).
+        angle as the pose has it, the chain solved from the unclipped frames; the twist as above
+        where one within the limits exists, else the balanced one), for measuring how far poses
+        lie outside the limits (python -m data.skeleton --check).
         """
         J = _check_joints(joints)
         d = _normalize(J - J[..., np.maximum(_PARENTS, 0), :])
@@ -595,21 +676,22 @@ class Skeleton:
         ang[..., _INDEX["Lumbar_lat"]] = _clip(np.arctan2(v[..., 0], v[..., 2]), ["Lumbar_lat"], clip)
         F7 = R0 @ elem(ang, "lumbar")
 
-        # Trunk swing, then the twist that puts the shoulder line in the thorax's x-z plane.
+        # Trunk swing, then the twist and the clavicles from the shoulders' directions.
         s = _swing_vector(_TRUNK_REST, _local(F7, d[..., 8, :]))
         names = ["Spine_flex", "Spine_lat"]
         ang[..., [_INDEX[n] for n in names]] = _clip(np.stack([-s[..., 0], s[..., 1]], axis=-1), names, clip)
         G8 = F7 @ elem(ang, "spine_swing")
-        line = _local(G8, J[..., 14, :] - J[..., 11, :])
-        ang[..., _INDEX["Spine_twist"]] = _clip(np.arctan2(line[..., 1], line[..., 0]), ["Spine_twist"], clip)
+        self._clavicles(ang, _local(G8, d[..., 11, :]), _MIRROR_VEC * _local(G8, d[..., 14, :]), clip)
         F8 = G8 @ elem(ang, "spine_twist")
 
-        # Neck and head: swings only (no observable twist).
-        frame = F8
-        for joint, child, element in (("Neck", 9, "neck"), ("Head", 10, "head")):
-            s = _swing_vector(_TRUNK_REST, _local(frame, d[..., child, :]))
+        # Neck and head: swings from their rest directions (no observable twist), the neck from the
+        # shoulder line's frame.
+        frame = F8 @ elem(ang, "neck_yaw")
+        for joint, child, element, rest, lateral in (("Neck", 9, "neck", _NECK_REST, _NECK_LAT),
+                                                     ("Head", 10, "head", _HEAD_REST, _HEAD_LAT)):
+            s = _swing_vector(rest, _local(frame, d[..., child, :]))
             names = [joint + "_flex", joint + "_lat"]
-            ang[..., [_INDEX[n] for n in names]] = _clip(np.stack([-s[..., 0], s[..., 1]], axis=-1), names, clip)
+            ang[..., [_INDEX[n] for n in names]] = _clip(np.stack([-s[..., 0], _dot(s, lateral)], axis=-1), names, clip)
             frame = frame @ elem(ang, element)
 
         for side, hip, knee, foot, sh, elbow, wrist in (("R", 1, 2, 3, 14, 15, 16),
@@ -626,19 +708,57 @@ class Skeleton:
                                 ANGLE_LIMITS[_INDEX[side + "Hip_rot"]], clip)
             ang[..., _INDEX[side + "Knee_flex"]], ang[..., _INDEX[side + "Hip_rot"]] = e, t
 
-            v = mir * _local(F8, d[..., sh, :])
-            ang[..., _INDEX[side + "Clavicle_elev"]] = _clip(np.arctan2(v[..., 2], -v[..., 0]),
-                                                              [side + "Clavicle_elev"], clip)
-            s = _swing_vector(_ARM_REST, mir * _local(F8, d[..., elbow, :]))
+            base = F8 @ elem(ang, side + "_clavicle_yaw")
+            s = _swing_vector(_ARM_REST, mir * _local(base, d[..., elbow, :]))
             names = [side + "Shoulder_flex", side + "Shoulder_abd"]
             pair = _clip(np.stack([-s[..., 2], s[..., 1]], axis=-1), names, clip)
-            ang[..., [_INDEX[n] for n in names]] = _clip_cone(pair, SWING_CONES[0][1]) if clip else pair
-            swung = F8 @ elem(ang, side + "_shoulder_swing")
+            if clip:
+                for (a, b), radius in SWING_CONES:
+                    if (a, b) == tuple(names):
+                        pair = _clip_cone(pair, radius)
+            ang[..., [_INDEX[n] for n in names]] = pair
+            swung = base @ elem(ang, side + "_shoulder_swing")
             w = mir * _local(swung, d[..., wrist, :])
             e, t = _hinge_twist(w, _ARM_REST, _ELBOW_BEND, ANGLE_LIMITS[_INDEX[side + "Elbow_flex"]],
                                 ANGLE_LIMITS[_INDEX[side + "Shoulder_rot"]], clip)
             ang[..., _INDEX[side + "Elbow_flex"]], ang[..., _INDEX[side + "Shoulder_rot"]] = e, t
         return ang
+
+    @staticmethod
+    def _clavicles(ang, left, right, clip):
+        """Spine_twist and both clavicles' elevation and protraction into ang (...,N_ANGLES) from
+        the unit Thorax->Shoulder directions (...,3) in the swung trunk frame (before the twist),
+        the right one mirrored (x -> -x).
+
+        Left: the direction is Rz(t - prot_L) (-cos elev, 0, sin elev), so its azimuth a_L = t - prot_L;
+        right (mirrored): b_R = t + prot_R. Given a_L, b_R, any twist t works: the balanced one
+        (prot_L = prot_R, t_b = (a_L + b_R) / 2) is moved by the least amount that brings t and
+        both protractions within their limits (prot_L = h + u, prot_R = h - u with h = (b_R - a_L) / 2
+        and u = t - t_b); where no twist does, the balanced one (clip=False) or the twist nearest
+        the protraction-feasible range, clipped to the twist limits, with protractions clipped.
+        """
+        lo, hi = ANGLE_LIMITS[_INDEX["LClavicle_prot"]]
+        assert tuple(ANGLE_LIMITS[_INDEX["RClavicle_prot"]]) == (lo, hi)    # one table row
+        t_lo, t_hi = ANGLE_LIMITS[_INDEX["Spine_twist"]]
+        a_left = np.arctan2(-left[..., 1], -left[..., 0])
+        b_right = -np.arctan2(-right[..., 1], -right[..., 0])
+        h = 0.5 * np.arctan2(np.sin(b_right - a_left), np.cos(b_right - a_left))   # half the wrapped difference
+        balanced = a_left + h
+        balanced = np.arctan2(np.sin(balanced), np.cos(balanced))
+        # u keeping both protractions within [lo, hi], then the twist too
+        u_lo, u_hi = np.maximum(lo - h, h - hi), np.minimum(hi - h, h - lo)
+        lower, upper = np.maximum(u_lo, t_lo - balanced), np.minimum(u_hi, t_hi - balanced)
+        feasible = lower <= upper
+        u = np.where(feasible, np.clip(0.0, lower, np.maximum(lower, upper)), 0.0)
+        if clip:
+            nearest = np.where(u_lo <= u_hi, np.clip(0.0, u_lo, np.maximum(u_lo, u_hi)), 0.0)
+            outside = np.clip(balanced + nearest, t_lo, t_hi) - balanced
+            u = np.where(feasible, u, outside)
+        ang[..., _INDEX["Spine_twist"]] = _clip(balanced + u, ["Spine_twist"], clip)
+        for side, v, prot in (("L", left, h + u), ("R", right, h - u)):
+            ang[..., _INDEX[side + "Clavicle_prot"]] = _clip(prot, [side + "Clavicle_prot"], clip)
+            ang[..., _INDEX[side + "Clavicle_elev"]] = _clip(np.arctan2(v[..., 2], np.hypot(v[..., 0], v[..., 1])),
+                                                              [side + "Clavicle_elev"], clip)
 
     @staticmethod
     def _element(angles, name):

@@ -21,7 +21,7 @@ from data.synth.subjects import SubjectProfile
 
 log = logging.getLogger(__name__)
 
-GENERATOR_VERSION = 2
+GENERATOR_VERSION = 3
 FRAMES_PER_SEQUENCE = 12        # per camera, at scale 1: 7 x 15 x 2 x 4 x 12 = 10,080 images
 DURATION = (24.0, 36.0)         # seconds of motion asked for per sequence (scripts end near it)
 SUBACTIONS = (1, 2)

@@ -185,28 +185,31 @@ def trunk(rng, flex=(0, 8), lat=4, twist=8, look_down=(0, 10)):
     _set(a, "Spine_twist", rng.normal(0, twist))
     _set(a, "Neck_flex", rng.uniform(*look_down))
     _set(a, "Neck_lat", rng.normal(0, 6))
-    _set(a, "Head_flex", rng.uniform(-5, 10))
+    _set(a, "Head_flex", rng.uniform(-15, 10))    # the head at 54-79 degrees to the neck (rest 64)
     _set(a, "Head_lat", rng.normal(0, 6))
     for s in _SIDES:
         _set(a, s + "Clavicle_elev", rng.normal(0, 4))
+        _set(a, s + "Clavicle_prot", rng.normal(0, 4))
     return a
 
 
 # Arm specifications. ("ang", {suffix: (lo, hi)}) draws angles; ("reach", joint, offset, elbow)
 # puts the wrist at a point given relative to a joint in the thorax frame (x right, y forward,
-# z up; mm for a 1.75 m person; x is mirrored for the right arm, so +x means "outward").
+# z up; mm for a 1.75 m person; x is mirrored for the right arm, so +x means "outward"). The
+# Neck/Nose joint is the nose, in front of the thorax line (93 mm at rest for 1.75 m, data.skeleton's
+# rest geometry): the ear is behind it, the mouth and chin below it.
 ARMS = {
     "down": ("ang", {"Shoulder_abd": (-84, -72), "Shoulder_flex": (-8, 10), "Elbow_flex": (5, 25),
                      "Shoulder_rot": (-10, 20)}),
     "bent": ("ang", {"Shoulder_abd": (-80, -65), "Shoulder_flex": (0, 25), "Elbow_flex": (50, 95),
                      "Shoulder_rot": (0, 40)}),
     "hip": ("reach", "Hip", ((150, 190), (-20, 40), (30, 90)), (1.0, -0.5, 0.1)),
-    "ear": ("reach", "Neck/Nose", ((55, 80), (-10, 25), (-15, 25)), (0.5, 0.1, -1.0)),
-    "mouth": ("reach", "Neck/Nose", ((-20, 15), (70, 110), (-60, -30)), (0.6, 0.0, -1.0)),
-    "chin": ("reach", "Neck/Nose", ((-20, 20), (60, 90), (-90, -60)), (0.3, 0.2, -1.0)),
+    "ear": ("reach", "Neck/Nose", ((55, 80), (-103, -68), (-15, 25)), (0.5, 0.1, -1.0)),
+    "mouth": ("reach", "Neck/Nose", ((-20, 15), (-23, 17), (-60, -30)), (0.6, 0.0, -1.0)),
+    "chin": ("reach", "Neck/Nose", ((-20, 20), (-33, -3), (-90, -60)), (0.3, 0.2, -1.0)),
     "gesture": ("reach", "Thorax", ((30, 320), (220, 480), (-330, 80)), (0.8, -0.2, -1.0)),
     "gesture_high": ("reach", "Thorax", ((100, 400), (250, 500), (0, 300)), (1.0, -0.3, -0.6)),
-    "camera": ("reach", "Neck/Nose", ((40, 90), (130, 190), (-10, 30)), (1.0, 0.0, -0.8)),
+    "camera": ("reach", "Neck/Nose", ((40, 90), (37, 97), (-10, 30)), (1.0, 0.0, -0.8)),
     "cross": ("reach", "Thorax", ((-170, -110), (140, 190), (-230, -160)), (1.0, 0.3, -0.5)),
     "behind": ("reach", "Hip", ((30, 80), (-170, -130), (40, 120)), (1.0, -1.0, -0.3)),
     "pocket": ("reach", "Hip", ((150, 190), (20, 70), (-90, -40)), (1.0, -0.6, 0.0)),
@@ -230,9 +233,21 @@ ARMS = {
     "side": ("ang", {"Shoulder_abd": (-15, 15), "Shoulder_flex": (-15, 20), "Elbow_flex": (0, 20),
                      "Shoulder_rot": (-20, 20)}),
     "wave": ("ang", {"Shoulder_abd": (10, 45), "Shoulder_flex": (10, 45), "Elbow_flex": (80, 120),
-                     "Shoulder_rot": (-100, -70)}),
+                     "Shoulder_rot": (-115, -75)}),   # external rotation beyond 100 (issue 14)
     "shake": ("ang", {"Shoulder_abd": (-65, -50), "Shoulder_flex": (35, 55), "Elbow_flex": (35, 60),
                       "Shoulder_rot": (-10, 10)}),
+}
+
+
+# The shoulder girdle moves with the arm (scapulohumeral rhythm): clavicle protraction (> 0
+# forward) and elevation, degrees, drawn for the arm specs that reach forward, across or up, or
+# hold the hands behind the back (retraction); the others keep trunk()'s small random values.
+CLAVICLES = {
+    "reach": ((8, 22), (0, 10)), "point": ((2, 12), (0, 8)), "table": ((2, 12), (0, 0)), "leash": ((5, 15), (0, 0)),
+    "camera": ((5, 15), (3, 10)), "shake": ((2, 10), (0, 0)), "gesture": ((0, 10), (0, 6)),
+    "gesture_high": ((0, 10), (5, 15)), "cross": ((5, 15), (0, 0)), "knee": ((5, 15), (0, 0)),
+    "hug_knees": ((10, 20), (0, 5)), "carry": ((0, 8), (0, 0)), "watch": ((0, 10), (0, 0)),
+    "behind": ((-15, -5), (-5, 0)), "up": ((-5, 5), (10, 25)), "wave": ((-5, 5), (5, 15)),
 }
 
 
@@ -250,6 +265,10 @@ def apply_arm(skel, angles, side, name, rng):
     """Set the `side` arm of `angles` (radians, modified copy returned) to arm spec `name`."""
     spec = ARMS[name]
     a = angles.copy()
+    if name in CLAVICLES:
+        (p_lo, p_hi), (e_lo, e_hi) = CLAVICLES[name]
+        a[sk.angle_index(side + "Clavicle_prot")] += rng.uniform(p_lo, p_hi) * _D
+        a[sk.angle_index(side + "Clavicle_elev")] += rng.uniform(e_lo, e_hi) * _D
     if spec[0] == "ang":
         for suffix, (lo, hi) in spec[1].items():
             _set(a, side + suffix, rng.uniform(lo, hi))
@@ -299,8 +318,9 @@ def gait(phase, amount):
         out[:, sk.angle_index(side + "Hip_flex")] = (8 + 22 * np.sin(p)) * _D
         # The knee flexes most in mid-swing, while the hip is flexing (cos p > 0).
         out[:, sk.angle_index(side + "Knee_flex")] = (6 + 55 * np.maximum(0, np.cos(p + 0.5)) ** 2) * _D
-        # The arms swing against the legs.
+        # The arms swing against the legs, the shoulder girdle a little with them.
         out[:, sk.angle_index(side + "Shoulder_flex")] = -18 * np.sin(p) * _D
+        out[:, sk.angle_index(side + "Clavicle_prot")] = -4 * np.sin(p) * _D
         out[:, sk.angle_index(side + "Elbow_flex")] = (12 + 10 * np.maximum(0, -np.sin(p))) * _D
     out[:, sk.angle_index("Spine_twist")] = 5 * np.sin(phase) * _D
     out[:, sk.angle_index("Lumbar_lat")] = 3 * np.sin(2 * phase) * _D
@@ -611,7 +631,7 @@ def perform(segments, start, rng, fps=FPS, blend=0.6):
     amount = np.convolve(np.pad(np.array(frames_gait), width, mode="edge"), kernel, mode="same")[width:width + T]
     swing = np.array(frames_swing, dtype=float)
     g = gait(np.array(frames_phase), amount)
-    arm_cols = [sk.angle_index(s + n) for s in _SIDES for n in ("Shoulder_flex", "Elbow_flex")]
+    arm_cols = [sk.angle_index(s + n) for s in _SIDES for n in ("Shoulder_flex", "Elbow_flex", "Clavicle_prot")]
     g[:, arm_cols] *= (0.3 + 0.7 * swing)[:, None]          # arms holding something swing less
     # Legs follow the gait where walking: blend the standing legs out as the gait comes in.
     leg_cols = [sk.angle_index(s + n) for s in _SIDES for n in ("Hip_flex", "Hip_abd", "Hip_rot", "Knee_flex")]

@@ -16,6 +16,10 @@ import numpy as np
 
 from data import h36m
 from data.dataset import IMAGE_SIZE
+from data.skeleton import REST_GEOMETRY
+
+# The Nose->Head bone's lean back from the head's up axis in the skeleton's rest geometry.
+_HEAD_BACK = REST_GEOMETRY["head_neck_angle_deg"] - REST_GEOMETRY["neck_tilt_deg"]
 
 # Materials: rows of BodyStyle.albedo.
 SKIN, SHIRT, PANTS, SHOES, HAIR, EYE, LIPS, CHAIR, SLEEVE = range(9)
@@ -110,14 +114,22 @@ def body_primitives(joints, style):
                   (hip_w * 0.8 + 30 * g * s, 92 * g * s, np.linalg.norm(spine - hip) * 0.72), SHIRT),
         ellipsoid(hip - up * 15 * s, torso_axes, (hip_w + 60 * g * s, 100 * g * s, 120 * s), PANTS),
     ]
-    # Head: up from the Neck/Nose joint to Head, facing the torso's front as far as it can.
-    head_up = _unit(head - nose)
-    head_fwd = _unit(fwd - np.dot(fwd, head_up) * head_up)
+    # Head: the Neck/Nose joint is the nose, at the face; the Nose->Head bone leans back from the
+    # head's own up axis by the skeleton's rest angle (data.skeleton.REST_GEOMETRY), in the plane
+    # of the bone and the torso's front, which the face looks toward as far as it can.
+    bone = _unit(head - nose)
+    front = _unit(fwd - np.dot(fwd, bone) * bone)
+    head_up = np.cos(_HEAD_BACK) * bone + np.sin(_HEAD_BACK) * front
+    head_fwd = np.cos(_HEAD_BACK) * front - np.sin(_HEAD_BACK) * bone
     head_axes = np.stack([np.cross(head_up, head_fwd), head_fwd, head_up], axis=1)
     hs = np.array([76.0, 96.0, 112.0]) * s
-    head_c = nose + (head - nose) * 0.33
+    # Placed with the top of the head just above the Head joint and the face's front at the
+    # Neck/Nose joint (which lies low on the face, the drawn nose above it: the skeleton puts it
+    # halfway between chin and eyes).
+    rise = np.clip(np.dot(head - nose, head_up) - hs[2] * 0.92, -0.9 * hs[2], 0.9 * hs[2])   # centre above the joint
+    head_c = nose - head_fwd * hs[1] * np.sqrt(1.0 - (rise / hs[2]) ** 2) + head_up * rise
     hx, hy, hz = head_axes.T
-    prims.append(capsule(thorax + up * 10 * s, nose - head_up * 40 * s, 50 * s * g, SKIN))
+    prims.append(capsule(thorax + up * 10 * s, head_c - head_up * 96 * s, 50 * s * g, SKIN))
     prims.append(ellipsoid(head_c, head_axes, hs, SKIN, head=True))
     for side in (-1.0, 1.0):
         # Eyes on the face and ears on the sides make the facing direction visible.

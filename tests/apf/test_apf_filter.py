@@ -29,8 +29,9 @@ def test_recovers_a_valid_pose_from_a_perturbed_start():
     angles, after = refine_angles(SKEL, targets, start, FAST)
     np.testing.assert_allclose(after, mpjpe(SKEL.forward(angles), targets), rtol=1e-12)
     assert before.mean() > 80
-    # Measured 152 -> 12.1 mm (max 16); without the shrinking diffusion it stays near 28 mm.
-    assert after.mean() < 18 and after.max() < 25, (before.mean(), after.mean(), after.max())
+    # Measured 161 -> 6.3 mm (max 9.3) with issue 14's model and four stages (the 29-angle model
+    # and three stages: 152 -> 12.1, max 16); without the shrinking diffusion it stays near 28 mm.
+    assert after.mean() < 10 and after.max() < 15, (before.mean(), after.mean(), after.max())
 
 
 def test_plain_apf_also_improves_but_less():
@@ -39,9 +40,9 @@ def test_plain_apf_also_improves_but_less():
     targets = SKEL.forward(truth)
     start = clip_angles(truth + rng.normal(0, np.radians(10), truth.shape))
     before = mpjpe(SKEL.forward(start), targets).mean()
-    _, plain = refine_angles(SKEL, targets, start, APFConfig(n_particles=64, n_layers=24, stages=("all",)))
-    _, parted = refine_angles(SKEL, targets, start, FAST)   # the same number of evaluations
-    assert plain.mean() < 0.5 * before          # measured 153 -> 51 mm (partitioned: 13 mm)
+    _, plain = refine_angles(SKEL, targets, start, APFConfig(n_particles=64, n_layers=32, stages=("all",)))
+    _, parted = refine_angles(SKEL, targets, start, FAST)   # the same number of evaluations (4 stages x 8)
+    assert plain.mean() < 0.5 * before          # measured 144 -> 49 mm (partitioned: 6.8 mm)
     assert parted.mean() < plain.mean()
 
 
@@ -171,8 +172,13 @@ def test_multistart_never_worse_and_one_start_unchanged():
     assert e4.mean() < 0.8 * e1.mean(), (e1.mean(), e4.mean())           # and the others help
     np.testing.assert_allclose(e4, mpjpe(SKEL.forward(a4), targets), rtol=1e-12)
     assert within_limits(a4).all()
-    out = refine_poses(SKEL, targets, SKEL.forward(starts), APFConfig(n_particles=64, n_layers=8, starts=4))
-    np.testing.assert_allclose(out, SKEL.forward(a4), atol=1e-6)
+    # refine_poses starts from the inverse of its init poses: the same poses, though not always the
+    # same angles (the twist and the clavicle protractions exchange freely, data.skeleton)
+    cfg = APFConfig(n_particles=64, n_layers=8, starts=4)
+    out = refine_poses(SKEL, targets, SKEL.forward(starts), cfg)
+    back = SKEL.inverse(SKEL.forward(starts))
+    np.testing.assert_allclose(SKEL.forward(back), SKEL.forward(starts), atol=1e-6)
+    np.testing.assert_allclose(out, SKEL.forward(refine_angles(SKEL, targets, back, cfg)[0]), atol=1e-6)
 
 
 def test_multistart_is_independent_of_chunking():

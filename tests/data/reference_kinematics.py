@@ -1,11 +1,12 @@
-"""Kinematics as first written (commit f12a484), before the speed-ups: forward() on (...,3,3)
-frames throughout, Rodrigues with the series always evaluated, Shepperd's method with all four
-candidates. data.skeleton must reproduce them byte for byte (the synthetic generator and the
-README's figures depend on them); tests only."""
+"""Kinematics in the plain formulation of the first implementation (commit f12a484), before the
+speed-ups: forward() on (...,3,3) frames throughout, Rodrigues with the series always evaluated,
+Shepperd's method with all four candidates; the model itself is issue 14's (clavicle protraction,
+the neck and head rest geometry). data.skeleton's component-major forward must reproduce it byte
+for byte (the synthetic generator and the APF depend on its exact bits); tests only."""
 import numpy as np
 
 from data.h36m import N_JOINTS
-from data.skeleton import _AXIS_OF, _AXIS_T, _GENERAL_ELEMENTS, _GENERAL_T, _OTHER_AXES
+from data.skeleton import _AXIS_OF, _AXIS_T, _GENERAL_ELEMENTS, _GENERAL_T, _HEAD_REST, _NECK_REST, _OTHER_AXES
 
 
 _G = {n: i for i, n in enumerate(_GENERAL_ELEMENTS)}
@@ -115,9 +116,9 @@ def reference_forward(bone_lengths, angles):
     G8 = F7 @ general("spine_swing")
     J[..., 8, :] = J[..., 7, :] + bl[8] * G8[..., :, 2]
     F8 = turn(G8, "spine_twist")
-    F9 = F8 @ general("neck")
-    J[..., 9, :] = J[..., 8, :] + bl[9] * F9[..., :, 2]
-    head = np.einsum("...ij,...j->...i", F9, general("head")[..., :, 2])
+    F9 = turn(F8, "neck_yaw") @ general("neck")
+    J[..., 9, :] = J[..., 8, :] + bl[9] * (F9 @ _NECK_REST)
+    head = np.einsum("...ij,...j->...i", F9, general("head") @ _HEAD_REST)
     J[..., 10, :] = J[..., 9, :] + bl[10] * head
     for side, hip, knee, foot, sh, elbow, wrist in (("R", 1, 2, 3, 14, 15, 16),
                                                    ("L", 4, 5, 6, 11, 12, 13)):
@@ -126,10 +127,10 @@ def reference_forward(bone_lengths, angles):
         J[..., knee, :] = J[..., hip, :] - bl[knee] * thigh[..., :, 2]
         thigh = turn(thigh, side + "_hip_twist")
         J[..., foot, :] = J[..., knee, :] - bl[foot] * turn(thigh, side + "_knee", column=2)
-        J[..., sh, :] = J[..., 8, :] + sign * bl[sh] * turn(F8, side + "_clavicle", column=0)
-        # The upper arm swings relative to the thorax, not the clavicle: its limits then
-        # read as arm-to-trunk angles whatever the shoulder elevation.
-        arm = F8 @ general(side + "_shoulder_swing")
+        yaw = turn(F8, side + "_clavicle_yaw")
+        J[..., sh, :] = J[..., 8, :] + sign * bl[sh] * turn(yaw, side + "_clavicle", column=0)
+        # The upper arm swings relative to the clavicle's protraction frame, not its elevation.
+        arm = yaw @ general(side + "_shoulder_swing")
         J[..., elbow, :] = J[..., sh, :] + sign * bl[elbow] * arm[..., :, 0]
         arm = turn(arm, side + "_shoulder_twist")
         J[..., wrist, :] = J[..., elbow, :] + sign * bl[wrist] * turn(arm, side + "_elbow", column=0)

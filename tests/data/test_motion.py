@@ -66,3 +66,27 @@ def test_subject_profiles_differ_and_are_seeded():
     bl = a.skeleton.bone_lengths
     for left, right in zip(h36m.LEFT_JOINTS, h36m.RIGHT_JOINTS):
         assert bl[left] == bl[right]
+
+
+def test_motions_have_real_neck_head_and_shoulder_girdle_geometry(motions):
+    """Issue 14: on real poses the Thorax->Nose and Nose->Head bones meet at 48-108 degrees (71
+    standing), the nose 70-107 mm in front of the thorax; the clavicles protract (14 degrees
+    walking the dog). The synthetic motions have that geometry and move the clavicles."""
+    ms, profile = motions
+    between, nose_forward, prot = [], [], []
+    for m in ms.values():
+        J = m["joints"]
+        u, v = J[:, 9] - J[:, 8], J[:, 10] - J[:, 9]
+        between.append(np.degrees(np.arccos(np.sum(u * v, -1) / np.linalg.norm(u, axis=-1) / np.linalg.norm(v, axis=-1))))
+        right = J[:, 14] - J[:, 11]
+        right /= np.linalg.norm(right, axis=-1, keepdims=True)
+        up = J[:, 8] - J[:, 7]
+        up -= np.sum(up * right, -1, keepdims=True) * right
+        forward = np.cross(up / np.linalg.norm(up, axis=-1, keepdims=True), right)
+        nose_forward.append(np.sum(u * forward, -1))
+        prot.append(np.degrees(m["angles"][:, [sk.angle_index("LClavicle_prot"), sk.angle_index("RClavicle_prot")]]))
+    between, nose_forward, prot = np.concatenate(between), np.concatenate(nose_forward), np.concatenate(prot)
+    assert 55 <= np.median(between) <= 75 and np.percentile(between, 1) > 40 and np.percentile(between, 99) < 110
+    scale = profile.height / 1750
+    assert 80 * scale <= np.median(nose_forward) <= 120 * scale and np.percentile(nose_forward, 1) > 40 * scale
+    assert prot.std() > 3 and np.mean(np.abs(prot) > 10) > 0.05 and np.abs(prot).max() <= 30 + 1e-6

@@ -4,9 +4,10 @@ from hypothesis import given, settings, strategies as st
 from scipy.spatial.transform import Rotation
 
 from data.h36m import FLIP_PERMUTATION, JOINT_NAMES, N_JOINTS
+from data import skeleton as sk
 from data.skeleton import (
-    ANGLE_LIMITS, ANGLE_NAMES, N_ANGLES, SWING_CONES, Skeleton, angle_index, bone_lengths,
-    clip_angles, matrix_to_rotvec, rotvec_to_matrix, within_limits,
+    ANGLE_LIMITS, ANGLE_NAMES, N_ANGLES, REST_GEOMETRY, SWING_CONES, Skeleton, angle_index, bone_lengths,
+    clip_angles, load_limits, matrix_to_rotvec, rotvec_to_matrix, within_limits,
 )
 
 J = {name: i for i, name in enumerate(JOINT_NAMES)}
@@ -81,8 +82,18 @@ def test_tpose_is_upright_facing_forward_with_horizontal_arms():
     np.testing.assert_allclose(bone_lengths(T), bl, atol=1e-9)
     # Right side on +x, left on -x; the spine straight up; legs straight down.
     assert T[J["RHip"], 0] > 0 > T[J["LHip"], 0]
-    for a, b in (("Hip", "Spine"), ("Spine", "Thorax"), ("Thorax", "Neck/Nose"), ("Neck/Nose", "Head")):
+    for a, b in (("Hip", "Spine"), ("Spine", "Thorax")):
         np.testing.assert_allclose(T[J[b]] - T[J[a]], [0, 0, bl[J[b]]], atol=1e-9)
+    # The neck and head in their rest geometry (issue 14): the neck bone tilted forward, the head
+    # bone at the rest angle to it, leaning back (the head top above and behind the nose).
+    tilt, angle = REST_GEOMETRY["neck_tilt_deg"], REST_GEOMETRY["head_neck_angle_deg"]
+    np.testing.assert_allclose(T[J["Neck/Nose"]] - T[J["Thorax"]], bl[9] * np.array([0, np.sin(tilt), np.cos(tilt)]),
+                               atol=1e-9)
+    np.testing.assert_allclose(T[J["Head"]] - T[J["Neck/Nose"]],
+                               bl[10] * np.array([0, -np.sin(angle - tilt), np.cos(angle - tilt)]), atol=1e-9)
+    u, v = T[J["Neck/Nose"]] - T[J["Thorax"]], T[J["Head"]] - T[J["Neck/Nose"]]
+    assert np.degrees(np.arccos(u @ v / bl[9] / bl[10])) == pytest.approx(np.degrees(angle))
+    assert 0 < np.degrees(tilt) < 45 and 48 <= np.degrees(angle) <= 108     # the measured 48-108 degrees
     np.testing.assert_allclose(T[J["RFoot"]], [bl[1], 0, -bl[2] - bl[3]], atol=1e-9)
     # Arms horizontal at the thorax's height.
     for j in ("LShoulder", "LElbow", "LWrist", "RShoulder", "RElbow", "RWrist"):
@@ -98,6 +109,16 @@ def test_tpose_is_upright_facing_forward_with_horizontal_arms():
     np.testing.assert_allclose(p[J["Thorax"]] - p[J["Spine"]], [0, bl[8], 0], atol=1e-9)
     np.testing.assert_allclose(p[J["RKnee"]] - p[J["RHip"]], [bl[2], 0, 0], atol=1e-9)
     np.testing.assert_allclose(p[J["RShoulder"]] - p[J["Thorax"]], [0, bl[14], 0], atol=1e-9)
+    # Protraction turns the shoulder forward and carries the arm with it (not the elevation);
+    # the neck turns by half the difference of the two protractions.
+    p = SKEL.forward(set_angles(LClavicle_prot=90, RClavicle_prot=90))
+    np.testing.assert_allclose(p[J["LShoulder"]] - p[J["Thorax"]], [0, bl[11], 0], atol=1e-9)
+    np.testing.assert_allclose(p[J["RWrist"]] - p[J["RShoulder"]], [0, bl[15] + bl[16], 0], atol=1e-9)
+    np.testing.assert_allclose(p[[9, 10]], T[[9, 10]], atol=1e-9)
+    p = SKEL.forward(set_angles(RClavicle_prot=90, RClavicle_elev=30))
+    np.testing.assert_allclose(p[J["RElbow"]] - p[J["RShoulder"]], [0, bl[15], 0], atol=1e-9)   # arm not raised
+    rz = rotvec_to_matrix(np.radians(45) * np.array([0, 0, 1.0]))
+    np.testing.assert_allclose(p[[9, 10]] - p[8], (T[[9, 10]] - T[8]) @ rz.T, atol=1e-9)
 
 
 def test_forward_keeps_bone_lengths_and_mirrors():
@@ -133,12 +154,62 @@ def test_round_trip_on_random_valid_poses():
     assert within_limits(b).all()
     err = np.abs(SKEL.forward(b) - P).max()
     assert err < 1e-6, err
-    # Observable angles come back unchanged: those away from the hinge-straight ambiguity.
+    # Observable angles come back unchanged: those away from the hinge-straight ambiguity, and of
+    # the twist and the protractions their observable combinations (the clavicles' azimuths).
     knee_bent = np.abs(a[:, angle_index("RKnee_flex")]) > np.radians(6)
-    for name in ("RHip_flex", "RHip_abd", "Spine_twist", "Neck_lat", "LClavicle_elev", "LShoulder_abd"):
+    for name in ("RHip_flex", "RHip_abd", "Neck_flex", "Neck_lat", "Head_flex", "Head_lat", "LClavicle_elev",
+                 "RClavicle_elev", "LShoulder_abd", "RShoulder_flex"):
         np.testing.assert_allclose(b[:, angle_index(name)], a[:, angle_index(name)], atol=1e-7)
     np.testing.assert_allclose(b[knee_bent, angle_index("RHip_rot")], a[knee_bent, angle_index("RHip_rot")],
                                atol=1e-7)
+    # (a hinge within 10 degrees of straight has two equivalent (flex, twist) pairs within the limits)
+    bent = np.abs(a[:, angle_index("LElbow_flex")]) > np.radians(11)
+    np.testing.assert_allclose(b[bent, angle_index("LElbow_flex")], a[bent, angle_index("LElbow_flex")], atol=1e-7)
+    twist, prot_l, prot_r = (angle_index(n) for n in ("Spine_twist", "LClavicle_prot", "RClavicle_prot"))
+    np.testing.assert_allclose(b[:, twist] - b[:, prot_l], a[:, twist] - a[:, prot_l], atol=1e-7)
+    np.testing.assert_allclose(b[:, twist] + b[:, prot_r], a[:, twist] + a[:, prot_r], atol=1e-7)
+
+
+def test_twist_and_protraction_exchange_moves_no_joint():
+    """The twist exchanged with an asymmetric protraction moves no joint; inverse returns the
+    balanced twist (equal protractions) where it is within the limits, else the nearest valid one."""
+    rng = np.random.default_rng(14)
+    a = random_valid_angles(rng, 500)
+    twist, prot_l, prot_r = (angle_index(n) for n in ("Spine_twist", "LClavicle_prot", "RClavicle_prot"))
+    b = a.copy()
+    u = rng.uniform(-0.3, 0.3, 500)
+    b[:, twist] += u
+    b[:, prot_l] += u
+    b[:, prot_r] -= u
+    np.testing.assert_allclose(SKEL.forward(b), SKEL.forward(a), atol=1e-9)
+    # symmetric protractions within the limits: the angles themselves come back
+    a[:, prot_r] = a[:, prot_l] * 0.9
+    a[:, twist] *= 0.5
+    back = SKEL.inverse(SKEL.forward(a))
+    h = (a[:, prot_l] + a[:, prot_r]) / 2
+    np.testing.assert_allclose(back[:, prot_l], h, atol=1e-9)
+    np.testing.assert_allclose(back[:, prot_r], h, atol=1e-9)
+    np.testing.assert_allclose(back[:, twist], a[:, twist] + (a[:, prot_r] - a[:, prot_l]) / 2, atol=1e-9)
+    # a twist at its limit with the left clavicle protracted and the right retracted: the balanced
+    # twist would be beyond the limit, so inverse keeps one within it (the round trip is exact)
+    lo, hi = np.degrees(ANGLE_LIMITS[twist])
+    p_lo, p_hi = np.degrees(ANGLE_LIMITS[prot_l])
+    edge = set_angles(Spine_twist=hi - 1, LClavicle_prot=-p_hi + 2, RClavicle_prot=p_hi - 2, LShoulder_abd=-70,
+                      RElbow_flex=50)
+    back = SKEL.inverse(SKEL.forward(edge))
+    assert within_limits(back)
+    np.testing.assert_allclose(SKEL.forward(back), SKEL.forward(edge), atol=1e-9)
+    assert np.degrees(back[twist]) == pytest.approx(hi)
+    # shoulders both beyond the protraction limit: no twist helps, the protractions are clipped
+    both = SKEL.forward(set_angles(LClavicle_prot=p_hi, RClavicle_prot=p_hi))
+    both_more = both.copy()
+    rz = rotvec_to_matrix(np.radians(-10) * np.array([0, 0, 1.0]))
+    both_more[[11, 12, 13]] = (both[[11, 12, 13]] - both[8]) @ rz.T + both[8]          # left: 10 more forward
+    rz = rotvec_to_matrix(np.radians(10) * np.array([0, 0, 1.0]))
+    both_more[[14, 15, 16]] = (both[[14, 15, 16]] - both[8]) @ rz.T + both[8]          # right: 10 more forward
+    raw = SKEL.inverse(both_more, clip=False)
+    np.testing.assert_allclose(np.degrees(raw[[prot_l, prot_r]]), p_hi + 10, atol=1e-9)
+    np.testing.assert_allclose(np.degrees(SKEL.inverse(both_more)[[prot_l, prot_r]]), p_hi, atol=1e-9)
 
 
 @settings(max_examples=40, deadline=None)
@@ -186,14 +257,14 @@ def test_inverse_projects_invalid_poses_into_the_limits():
         b = SKEL.inverse(poses)
         assert np.isfinite(b).all() and within_limits(b).all()
     # With the arm hanging, a forearm bent 40 degrees backward would need a half-turn twist (the
-    # limit is 100 degrees): the closest valid pose is the straightest elbow (-5 degrees).
+    # limits are -120..100 degrees): the closest valid pose is the straightest elbow (its limit).
     P = SKEL.forward(set_angles(LShoulder_abd=-90, LElbow_flex=60))
     P_bad = P.copy()
     backward = rotvec_to_matrix(np.radians(-40) * np.array([1.0, 0, 0]))   # -z toward -y
     P_bad[J["LWrist"]] = P[J["LElbow"]] + backward @ (P[J["LElbow"]] - P[J["LShoulder"]]) * (
         SKEL.bone_lengths[J["LWrist"]] / SKEL.bone_lengths[J["LElbow"]])
     b = SKEL.inverse(P_bad)
-    assert np.degrees(b[angle_index("LElbow_flex")]) == pytest.approx(-5, abs=1e-9)
+    assert b[angle_index("LElbow_flex")] == pytest.approx(ANGLE_LIMITS[angle_index("LElbow_flex"), 0], abs=1e-11)
     # ...and the rest of the pose is untouched.
     np.testing.assert_allclose(SKEL.forward(b)[:J["LWrist"]], P[:J["LWrist"]], atol=1e-9)
 
@@ -245,9 +316,9 @@ def _kinematics_inputs(rng):
             np.zeros((4, N_ANGLES)), rng.normal(0, 1e-5, (300, N_ANGLES)), zeros, np.full((2, N_ANGLES), np.nan)]
 
 
-def test_kinematics_reproduce_the_first_implementation_byte_for_byte():
-    # The synthetic data and the README's APF figures depend on forward()'s exact bits: the
-    # restructured forward (component-major columns, torso and limbs by part) must give them.
+def test_kinematics_reproduce_the_plain_formulation_byte_for_byte():
+    # The restructured forward (component-major columns, torso and limbs by part) must give the
+    # bits of the plain (...,3,3) formulation (tests/data/reference_kinematics.py).
     from tests.data.reference_kinematics import (reference_forward, reference_matrix_to_rotvec,
                                                  reference_rotvec_to_matrix)
     rng = np.random.default_rng(0)
@@ -291,7 +362,10 @@ def test_clip_angles_on_columns():
     rng = np.random.default_rng(2)
     a = rng.uniform(ANGLE_LIMITS[:, 0] * 1.5, ANGLE_LIMITS[:, 1] * 1.5, (50, N_ANGLES))
     cones = [[angle_index(n) for n in pair] for pair, _ in SWING_CONES]
-    for cols in (np.arange(N_ANGLES), np.array([20, 21, 22, 23]), np.array([0, 1, 2, 20]), np.array([25, 26, 4])):
+    ix = angle_index
+    for cols in (np.arange(N_ANGLES), np.array([ix(n) for n in ("LClavicle_prot", "LShoulder_flex", "LShoulder_abd",
+                                                               "LShoulder_rot")]),
+                 np.array([0, 1, 2, ix("LShoulder_flex")]), np.array([ix("RShoulder_flex"), ix("RShoulder_abd"), 4])):
         # the columns' box, then each cone whose two angles are both among the columns
         full = clip_angles(a)
         ref = np.clip(a, ANGLE_LIMITS[:, 0], ANGLE_LIMITS[:, 1])
@@ -301,3 +375,48 @@ def test_clip_angles_on_columns():
         np.testing.assert_array_equal(clip_angles(a[:, cols], cols), ref[:, cols])
     with pytest.raises(ValueError, match="columns"):
         clip_angles(a[:, :3], [0, 1])
+
+
+# ---------------------------------------------------------------- the limits table
+def test_limits_come_from_the_data_file_with_sources(tmp_path):
+    import json
+    rest, limits, cones = load_limits()
+    assert [n for n, _, _ in limits] == list(ANGLE_NAMES)
+    np.testing.assert_allclose(ANGLE_LIMITS, np.radians([(lo, hi) for _, lo, hi in limits]))
+    assert [pair for pair, _ in SWING_CONES] == [pair for pair, _ in cones]
+    table = json.load(open(sk.LIMITS_FILE))
+    for row in table["angles"]:
+        if not row["name"].startswith("root"):     # every limit names its source (and the sources exist)
+            assert row["source"] and all(src.strip() in table["sources"] for src in row["source"].split(","))
+    # issue 14's measured needs lie within (degrees): neck 78 from the thorax's axis, the head bone
+    # 48-108 from the neck's, clavicles 14 and 25 protracted, a shoulder rotated 110 externally
+    deg = {n: (lo, hi) for n, lo, hi in limits}
+    assert deg["Neck_flex"][0] <= 78 - rest["neck_tilt_deg"] <= deg["Neck_flex"][1]
+    for between in (48, 71, 108):
+        assert deg["Head_flex"][0] <= rest["head_neck_angle_deg"] - between <= deg["Head_flex"][1]
+    assert deg["LClavicle_prot"][1] >= 25 and deg["LShoulder_rot"][0] <= -110
+    # a refit is a new file: bad ones are refused with the file's name
+    bad = dict(table, angles=[r for r in table["angles"] if r["name"] != "Knee_flex"])
+    path = tmp_path / "limits.json"
+    path.write_text(json.dumps(bad))
+    with pytest.raises(ValueError, match="limits.json.*Knee_flex"):
+        load_limits(str(path))
+    bad = dict(table, angles=[dict(r, lower=5) if r["name"] == "Knee_flex" else r for r in table["angles"]])
+    path.write_text(json.dumps(bad))
+    with pytest.raises(ValueError, match="lower < 0 < upper"):
+        load_limits(str(path))
+    path.write_text("{")
+    with pytest.raises(ValueError, match="not a readable limits table"):
+        load_limits(str(path))
+
+
+def test_from_height_puts_the_nose_in_front_of_the_thorax():
+    s = Skeleton.from_height(1750.0)
+    T = s.tpose()
+    forward = T[J["Neck/Nose"], 1] - T[J["Thorax"], 1]
+    assert 80 <= forward <= 100                                   # issue 14: 70-107 mm on real poses
+    assert T[J["Head"], 1] < T[J["Neck/Nose"], 1]                 # the head top behind the nose
+    # the Drillis & Contini heights are kept: nose 0.903 H, head top 1.0 H above the floor
+    floor = T[J["RFoot"], 2] - 0.039 * 1750
+    assert T[J["Neck/Nose"], 2] - floor == pytest.approx(0.903 * 1750)
+    assert T[J["Head"], 2] - floor == pytest.approx(1750)

@@ -87,16 +87,16 @@ def test_ensure_synthetic_reuses_a_matching_file_and_rejects_a_stale_one(tmp_pat
     monkeypatch.setattr(generator, "generate", fake_generate)
     monkeypatch.chdir(tmp_path)
     path = synth.ensure_synthetic(scale=0.5, seed=2)
-    assert path == os.path.join("cache", "synth_h36m_v2_scale0.5_seed2_lab.h5")
+    assert path == os.path.join("cache", "synth_h36m_v3_scale0.5_seed2_lab.h5")
     assert calls == [(path, 0.5, 2, "lab")]
     # The placeholder is not a valid dataset: it is regenerated.
     synth.ensure_synthetic(scale=0.5, seed=2)
     assert len(calls) == 2
     # The harder variant has a file of its own.
     other = synth.ensure_synthetic(scale=0.5, seed=2, rooms="random")
-    assert other == os.path.join("cache", "synth_h36m_v2_scale0.5_seed2_random.h5") and calls[-1][3] == "random"
-    assert synth.default_path(1, 0, "lab", 25) == os.path.join("cache", "synth_h36m_v2_scale1_seed0_lab_bank25hz.h5")
-    assert synth.default_path(1, 0, "lab", clip_frames=4) == os.path.join("cache", "synth_h36m_v2_scale1_seed0_lab_clip4.h5")
+    assert other == os.path.join("cache", "synth_h36m_v3_scale0.5_seed2_random.h5") and calls[-1][3] == "random"
+    assert synth.default_path(1, 0, "lab", 25) == os.path.join("cache", "synth_h36m_v3_scale1_seed0_lab_bank25hz.h5")
+    assert synth.default_path(1, 0, "lab", clip_frames=4) == os.path.join("cache", "synth_h36m_v3_scale1_seed0_lab_clip4.h5")
     with pytest.raises(ValueError, match="rooms must be one of lab, random"):
         synth.ensure_synthetic(scale=0.5, seed=2, rooms="studio")
 

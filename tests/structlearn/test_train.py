@@ -46,7 +46,10 @@ def test_training_lowers_cost_and_mpjpe(tiny_data):
     start = d / "start"
     train(_cfg(path, start, pretrain_epochs=4, epochs=0), **quiet)
     out = d / "learn"
-    cfg = _cfg(path, out, stage="structnet", pretrained=str(start / "pretrain_model.npz"), epochs=20,
+    # 30 epochs: after 20 the tiny network sat at the mean pose on some draws of the data
+    # (training MPJPE over the mean pose's, data seeds 1-3: 0.99, 0.97, 1.05 with generator v2,
+    # 1.08, 1.00, 1.04 with v3); after 30: 0.90-0.91 (v2), 0.88-0.96 (v3)
+    cfg = _cfg(path, out, stage="structnet", pretrained=str(start / "pretrain_model.npz"), epochs=30,
                candidates=100, dropout=0.0, margin_scale=0.1)
     train(cfg, **quiet)
     mm = [r for r in _log(out) if r["stage"] == "structnet"]
