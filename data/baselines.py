@@ -10,7 +10,13 @@
 * ridge on gradient histograms: a linear regression (ridge, lambda 10) from HOG-like features
   (8 orientation bins of the grey-level gradient in 4x4-pixel cells of the 32x32 image, the
   vector L2-normalised, square-rooted) to the 51 pose coordinates: a hand-crafted-feature
-  baseline that shows how much pose information simple image statistics already carry.
+  baseline that shows how much pose information simple image statistics already carry;
+* bank floor: every test image gets the training-bank pose nearest to its own truth (an oracle,
+  data.metrics.nearest_pose): the best any retrieval from the pose bank could do.
+
+Also printed: the density of the bank (Algorithm 1's pose space Y), as the share of `--density-n`
+random training images that have another training-bank pose within 30 mm, first counting every
+other entry, then only entries of other sequences (another subject, action or sub-action).
 
 MPJPE (data.metrics.mpjpe) on root-relative poses, 17 joints, mm; reported per action and
 averaged both over all test frames and over actions.
@@ -23,7 +29,7 @@ import numpy as np
 from data import flags, h36m
 from data.dataset import IMAGE_SIZE, DatasetError, PoseDataset, root_relative
 from data.loader import downsample_images
-from data.metrics import mpjpe
+from data.metrics import mpjpe, nearest_pose
 
 
 def image_features(dataset, idx, size=16, chunk=1024):
@@ -84,7 +90,33 @@ def run(path, train=h36m.TRAIN_SUBJECTS, test=h36m.TEST_SUBJECTS, size=16):
         W, b = ridge(gradient_histograms(ds, tr).astype(np.float64), y_train.reshape(len(tr), h36m.POSE_DIM))
         pred = gradient_histograms(ds, te) @ W + b
         errors["ridge on gradient histograms"] = mpjpe(pred.reshape(-1, h36m.N_JOINTS, 3), y_test)
+        bank = root_relative(ds.bank_poses(ds.bank_select(subjects=train)))
+        errors["bank floor"] = nearest_pose(bank, y_test)[0].astype(np.float64)
         return errors, ds.metadata(te)
+
+
+def bank_density(path, train=h36m.TRAIN_SUBJECTS, n=400, within=30.0, seed=0):
+    """(share, share from other sequences, n used): of n random training images (seed), the share
+    with another training-bank pose within `within` mm (root-relative MPJPE); the second share
+    ignores bank entries of the image's own sequence (same subject, action and sub-action)."""
+    with PoseDataset(path) as ds:
+        bidx = ds.bank_select(subjects=train)
+        rows = ds.bank_image_rows(bidx)
+        with_image = np.flatnonzero(rows >= 0)
+        pick = np.sort(np.random.default_rng(seed).choice(with_image, min(n, len(with_image)), replace=False))
+        bank = root_relative(ds.bank_poses(bidx)).reshape(len(bidx), -1)
+        meta = ds.bank_metadata(bidx)
+    sequence = np.stack([np.unique(meta[k], return_inverse=True)[1] for k in ("subject", "action", "subaction")])
+    near = np.zeros(len(pick), bool)
+    near_other = np.zeros(len(pick), bool)
+    for i, b in enumerate(pick):
+        d = mpjpe(bank.reshape(len(bank), h36m.N_JOINTS, 3), np.broadcast_to(bank[b].reshape(h36m.N_JOINTS, 3),
+                                                                            (len(bank), h36m.N_JOINTS, 3)))
+        d[b] = np.inf
+        near[i] = d.min() <= within
+        other = (sequence != sequence[:, b:b + 1]).any(axis=0)
+        near_other[i] = d[other].min() <= within if other.any() else False
+    return near.mean(), near_other.mean(), len(pick)
 
 
 def report(errors, meta):
@@ -107,6 +139,8 @@ def build_parser():
     parser.add_argument("--test", default="test", help="test subjects (default S9,S11)")
     parser.add_argument("--size", type=flags.positive_int, default=16,
                         help="side of the nearest-neighbour pixel space (default 16)")
+    parser.add_argument("--density-n", type=flags.non_negative_int, default=400, metavar="N",
+                        help="training images drawn for the bank density (default 400; 0: skip)")
     return parser
 
 
@@ -128,6 +162,10 @@ def main(argv=None):
         return 1
     print(f"MPJPE (mm, root-relative, 17 joints) on {args.test} of {args.data}, {len(meta['action'])} frames")
     print(report(errors, meta))
+    if args.density_n:
+        share, other, n = bank_density(args.data, args.train, args.density_n)
+        print(f"bank density: {share:.1%} of {n} training images have another training-bank pose within 30 mm; "
+              f"{other:.1%} counting only other sequences")
     return 0
 
 

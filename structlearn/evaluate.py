@@ -39,12 +39,12 @@ from data import h36m
 from data.dataset import DatasetError, PoseDataset, root_relative
 from data.h36m import N_JOINTS
 from data.loader import BatchLoader
-from data.metrics import mpjpe, n_mpjpe, p_mpjpe
+from data.metrics import mpjpe, n_mpjpe, nearest_pose, p_mpjpe
 from data.skeleton import Skeleton
 from nn import backend
 from nn.comm import Comm, Shard
 
-from .bank import Bank, check_normalizer, load_or_build_bank, nearest_pose, training_poses
+from .bank import Bank, check_normalizer, load_or_build_bank, training_poses
 from .inference import (average_prefixes, image_outputs, merge_top_k, pose_embeddings, regression_outputs, to_host,
                         top_k_scores)
 from .retrieval import (RETRIEVAL_KS, RETRIEVAL_MM, best_of_k, cross_view, image_to_pose, ranked_pmpjpe,
@@ -194,7 +194,7 @@ class EvalOutput:
     keep_rows: np.ndarray = None
     distinct_top1: int = 0                         # distinct max-score bank poses (a collapse check)
     mean_pose_mpjpe: float = 0.0                   # MPJPE of the mean bank pose for every image (a reference)
-    bank_floor: np.ndarray = None                  # (N,) MPJPE of the nearest bank pose (bank.nearest_pose)
+    bank_floor: np.ndarray = None                  # (N,) MPJPE of the nearest bank pose (data.metrics.nearest_pose)
     bank_size: int = 0                             # M, the poses of the bank
     seconds: dict = field(default_factory=dict)
 
@@ -295,7 +295,7 @@ class Evaluator:
 
     def bank_floor(self, idx):
         """The bank floor of test rows idx: (N,) float64 MPJPE of the nearest bank pose to each
-        test pose (bank.nearest_pose), memoised per idx: it depends on the bank only, not the model.
+        test pose (data.metrics.nearest_pose), memoised per idx: it depends on the bank only, not the model.
         Under MPI each rank computes a shard of the rows (exact per row)."""
         key = np.asarray(idx, dtype=np.int64).tobytes()
         if key not in self._floors:

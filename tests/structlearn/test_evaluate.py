@@ -12,11 +12,11 @@ from hypothesis import strategies as st
 from data.dataset import PoseDataset
 from data.h36m import N_JOINTS
 from data.imagestats import ImageStats
-from data.metrics import p_mpjpe, pairwise_mpjpe
-from structlearn import bank as bank_module
+from data.metrics import nearest_pose, p_mpjpe, pairwise_mpjpe
+from data import metrics as metrics_module
 from structlearn import evaluate as E
 from structlearn import report, retrieval
-from structlearn.bank import bank_cache_path, check_normalizer, load_or_build_bank, nearest_pose, pose_space
+from structlearn.bank import bank_cache_path, check_normalizer, load_or_build_bank, pose_space
 from structlearn.config import TrainConfig
 from structlearn.curves import CURVES_FIGURE, CURVES_FILE, read_records
 from structlearn.encoding import PoseNormalizer
@@ -222,7 +222,7 @@ def test_nearest_pose_prunes(monkeypatch):
     def counting(a, b, chunk=512):
         pairs.append(len(a) * len(b))
         return pairwise_mpjpe(a, b, chunk)
-    monkeypatch.setattr(bank_module, "pairwise_mpjpe", counting)
+    monkeypatch.setattr(metrics_module, "pairwise_mpjpe", counting)
     floor, _ = nearest_pose(bank, q)
     np.testing.assert_array_equal(floor, pairwise_mpjpe(q, bank).min(axis=1))
     assert sum(pairs) < 0.5 * len(q) * len(bank), sum(pairs) / (len(q) * len(bank))
