@@ -4,6 +4,7 @@ seeds, and their table of mean +- std.
 
     python run_ablations.py run --seeds 0,1,2 --out runs/ablations        # trains and evaluates
     python run_ablations.py table runs/ablations                          # the README's table
+    python run_ablations.py findings runs/ablations                       # REPRODUCTION.md's findings
     python run_ablations.py run --variants default,lam0 -- --data h36m.h5 # flags after -- go to run_train.py
     python run_ablations.py run --eval-flags "--max-images 960"           # and these to run_eval.py
 
@@ -95,6 +96,7 @@ def summarise(results):
             row[f"sweep_{entry['A_share'] * 100:.2f}%"] = entry["mpjpe_all_frames"]
         else:
             row[entry["mode"]] = entry["mpjpe_all_frames"]
+            row.setdefault("actions", {})[entry["mode"]] = {a: v["mean"] for a, v in entry["mpjpe"].items()}
     ctx = results[0]["context"]
     if ctx.get("train_alignment"):
         row["align"] = 100 * ctx["train_alignment"]["share_30mm"]
@@ -148,6 +150,82 @@ def markdown(table):
     return "\n".join(lines)
 
 
+def _pct(values):
+    m, sd = mean_std(values)
+    return f"{m:+.1f} ± {sd:.1f}%" if len(values) > 1 else f"{m:+.1f}%"
+
+
+def _per_seed(values):
+    return ", ".join(f"{v:+.1f}%" for v in values)
+
+
+def _lower_on(runs, a, b):
+    """Per seed: on how many actions method a's error is below method b's, as 'k/n'."""
+    return ", ".join(f"{sum(r['actions'][a][x] < r['actions'][b][x] for x in r['actions'][a])}/{len(r['actions'][a])}"
+                     for r in runs)
+
+
+def findings(table):
+    """The paper's findings (Sec. 5.4, Tables 1 and 3, Sec. 6) measured from a run directory's table:
+    one markdown row per finding, with the mean ± std over seeds and the per-seed (paired) values.
+    Relative figures are 100 (a / b - 1), seed by seed, between the two variants of the same seed."""
+    default = table.get("default")
+    if not default:
+        raise AblationError("findings need the default variant")
+    seeds = sorted(default)
+    runs = [default[s] for s in seeds]
+    lines = [f"Seeds {','.join(map(str, seeds))}; mean ± sample std over them; per seed in brackets.", "",
+             "| # | Finding | Measured |", "|---|---|---|"]
+
+    def rel(a, b, rows=runs, rows_b=runs):
+        return [100 * (ra[a] / rb[b] - 1) for ra, rb in zip(rows, rows_b)]
+
+    if all("avg" in r and "max" in r for r in runs):
+        v = rel("avg", "max")
+        lines.append(f"| 1 | Avg(A) below Max | {_pct(v)} ({_per_seed(v)}); lower on {_lower_on(runs, 'avg', 'max')} actions |")
+    sweep = sorted({k for r in runs for k in r if k.startswith("sweep_")}, key=lambda k: float(k[6:-1]))
+    if sweep and all(all(k in r for k in sweep) for r in runs):
+        means = [fmt([r[k] for r in runs]) + f" ({k[6:]})" for k in sweep]
+        lowest = [min(sweep, key=lambda k: r[k])[6:] for r in runs]
+        lines.append(f"| 2 | Figure 3: Avg against A (share of the bank) | {'; '.join(means)}; lowest at {', '.join(lowest)} |")
+    if all("apf" in r for r in runs):
+        v = rel("apf", "avg")
+        lines.append(f"| 3 | Avg-APF against Avg | {_pct(v)} ({_per_seed(v)}) |")
+    if all("hml" in r for r in runs):
+        v = rel("avg", "hml")
+        text = f"Avg {_pct(v)} ({_per_seed(v)}), lower on {_lower_on(runs, 'avg', 'hml')} actions"
+        if all("apf" in r for r in runs):
+            v = rel("apf", "hml")
+            text += f"; Avg-APF {_pct(v)} ({_per_seed(v)}), lower on {_lower_on(runs, 'apf', 'hml')} actions"
+        lines.append(f"| 4 | StructNet against DconvMP-HML | {text} |")
+    lam0 = table.get("lam0", {})
+    paired = [s for s in seeds if s in lam0]
+    if paired:
+        a, b = [lam0[s] for s in paired], [default[s] for s in paired]
+        vm, va = rel("max", "max", a, b), rel("avg", "avg", a, b)
+        text = f"λ = 0 against λ = 1: Max {_pct(vm)} ({_per_seed(vm)}), Avg {_pct(va)} ({_per_seed(va)})"
+        if all("pred" in r and "hml" in r for r in runs):
+            v = rel("pred", "hml")
+            text += f"; Pred against DconvMP-HML {_pct(v)}"
+        lines.append(f"| 5 | The auxiliary task | {text} |")
+    order = ["default", "1layer", "random1", "raw"]
+    full = [s for s in seeds if all(s in table.get(v, {}) for v in order)]
+    if full:
+        names = {"default": "2-layer", "1layer": "1 layer", "random1": "1 random layer", "raw": "raw pose"}
+        means = {v: mean_std([table[v][s]["max"] for s in full])[0] for v in order}
+        by_mean = " < ".join(names[v] for v in sorted(order, key=means.get))
+        held = sum(sorted(order, key=lambda v: table[v][s]["max"]) == order for s in full)
+        lines.append(f"| 6 | Table 3 (Max): 2-layer < 1 layer < 1 random layer < raw pose | means: {by_mean}; "
+                     f"the full order in {held} of {len(full)} seeds |")
+    if all("align" in r for r in runs):
+        lines.append(f"| Sec. 6 | Training alignment: max-score pose within 30 mm | "
+                     f"{fmt([r['align'] for r in runs])}% (median {fmt([r['median_mm'] for r in runs])} mm) |")
+    if all("avg" in r for r in runs):
+        lines.append(f"| – | Avg against the bank floor | {fmt([r['avg'] / r['floor'] for r in runs], 2)}× "
+                     f"(floor {fmt([r['floor'] for r in runs])} mm) |")
+    return "\n".join(lines)
+
+
 def build_parser():
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
                                 epilog=__doc__.split("\n\n", 1)[1], formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -162,6 +240,8 @@ def build_parser():
     t = sub.add_parser("table", help="print the mean ± std table of a run directory")
     t.add_argument("out", help="the --out of `run`")
     t.add_argument("--json", metavar="FILE", help="also write {variant: {seed: figures}}")
+    f = sub.add_parser("findings", help="print the paper's findings measured in a run directory (REPRODUCTION.md)")
+    f.add_argument("out", help="the --out of `run`")
     return p
 
 
@@ -187,6 +267,8 @@ def main(argv=None):
                              f"choose among {', '.join(VARIANTS)}")
             run(args.out, parse_seeds(args.seeds, parser), variants, args.train_flags, shlex.split(args.eval_flags))
             print(markdown(collect(args.out)))
+        elif args.command == "findings":
+            print(findings(collect(args.out)))
         else:
             table = collect(args.out)
             print(markdown(table))
