@@ -22,7 +22,7 @@ import sys
 
 from apf import APFConfig
 from data import flags, h36m
-from nn import comm
+from nn import comm, conv_tune
 from nn.backend import keep_freed_memory
 from structlearn.evaluate import MODES, PREFERRED, SWEEP_SHARES, parse_modes
 from structlearn.protocol import EvalConfig, run_evaluation
@@ -116,6 +116,10 @@ def build_parser():
                    help="write the StructNet-Avg(A)-APF poses as BVH, one file per (subject, action, sub-action, "
                         "camera) sequence in frame order, and DIR/sequences.json (needs the apf mode; docs/apf.md)")
     g.add_argument("--no-progress", action="store_true", help="no progress bars")
+    g.add_argument("--conv-algorithm", default="fixed", choices=conv_tune.MODES,
+                   help="convolution algorithm, as run_train.py's: auto = measured per layer shape (nn.conv_tune), "
+                        "fixed = fft for stride 1 on the CPU, else im2col; changes rounding only "
+                        "(default: %(default)s)")
     return p
 
 
@@ -125,6 +129,7 @@ def parse_config(argv=None):
     if comm.launch_rank():      # under mpiexec: usage and flag errors once, from rank 0
         parser._print_message = lambda *a, **k: None
     args = parser.parse_args(argv)
+    conv_tune.set_policy(args.conv_algorithm)   # process-wide, for every network this evaluation runs
     try:
         modes = parse_modes(args.mode)
     except ValueError as err:

@@ -85,6 +85,12 @@ def build_parser():
     g.add_argument("--adam-lr", type=float, default=D.adam_lr, help="Adam's rate with --optimizer adam (default: %(default)s)")
     g.add_argument("--noise-std", type=float, default=D.noise_std, help="PCA colour-noise std (default: %(default)s)")
     g.add_argument("--train-convs", action="store_true", help="also train the convolutions (the paper fixes them)")
+    g = p.add_argument_group("execution")
+    g.add_argument("--conv-algorithm", default=D.conv_algorithm, choices=("auto", "fixed", "fft", "im2col"),
+                   help="convolution algorithm: auto = the faster per layer shape and pass, measured once per "
+                        "machine (nn.conv_tune; python -m nn.conv_tune --show); fixed = fft for stride 1 on the "
+                        "CPU, else im2col (the rule before auto); the choice changes rounding only and is recorded "
+                        "in the run's conv_algorithms.json; --resume repeats it (default: %(default)s)")
     return p
 
 

@@ -3,10 +3,11 @@
 conv1 9x9x32 + pool, conv2 5x5x32 + pool, conv3 5x5x64 + pool, FC 1024s. Prints, for each layer,
 forward and backward milliseconds (median), GFLOP/s and the ratio of its time to its GEMM floor
 (FLOPs / the float32 GEMM rate measured in this run), for both convolution algorithms; then the
-whole conv stack's forward+backward against its floor. The stack's backward skips conv1's input
+whole conv stack's forward+backward, by the algorithms nn.conv_tune chose (printed first, with the
+CPU and the threads), against its floor. The stack's backward skips conv1's input
 gradient (the image needs none), as PyTorch does.
 
-    python bench/bench_nn.py [--batch 128] [--reps 5]
+    python bench/bench_nn.py [--batch 128] [--reps 5] [--conv-algorithm auto|fixed|fft|im2col]
 """
 import argparse
 import os
@@ -16,8 +17,8 @@ import numpy as np
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 from nn.backend import keep_freed_memory  # noqa: E402
-from bench.common import conv_flops, gemm_rate, median_time  # noqa: E402
-from nn import Conv2D, Linear, MaxPool2D, Params, ReLU  # noqa: E402
+from bench.common import conv_flops, gemm_rate, median_time, print_setup  # noqa: E402
+from nn import Conv2D, Linear, MaxPool2D, Params, ReLU, conv_tune  # noqa: E402
 
 CONVS = [("conv1", 3, 32, 9, 112), ("conv2", 32, 32, 5, 52), ("conv3", 32, 64, 5, 24)]
 
@@ -27,11 +28,17 @@ def main():
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--batch", type=int, default=128)
     ap.add_argument("--reps", type=int, default=5)
+    ap.add_argument("--conv-algorithm", default="auto", choices=("auto", "fixed", "fft", "im2col"),
+                    help="the conv stack's algorithms (nn.conv_tune; default: %(default)s)")
     args = ap.parse_args()
     n, reps = args.batch, args.reps
     rng = np.random.default_rng(0)
+    convs = [Conv2D(nm, c, o, k) for nm, c, o, k, _ in CONVS]
+    print_setup([(f"{conv.name} {h}x{h}x{n}x{conv.in_c}", conv, (h, h, n, conv.in_c), np.dtype(np.float32),
+                  conv_tune.PASSES[:2 if i == 0 else 3]) for i, (conv, (*_, h)) in enumerate(zip(convs, CONVS))],
+                args.conv_algorithm)
     rate = gemm_rate()
-    print(f"numpy float32 GEMM rate (2048^3): {rate / 1e9:.1f} GFLOP/s; batch {n}; cpus {os.cpu_count()}")
+    print(f"numpy float32 GEMM rate (2048^3): {rate / 1e9:.1f} GFLOP/s; batch {n}")
     print(f"{'layer':<22}{'fwd ms':>9}{'bwd ms':>9}{'GFLOP/s':>9}{'x floor':>9}")
 
     def report(label, t_f, t_b, flops):
@@ -66,7 +73,6 @@ def main():
 
     # the whole conv stack as the model runs it: conv -> pool -> ReLU (x2), conv -> pool (linear);
     # pooling before ReLU is exact (max commutes with a monotone function) and 4x cheaper
-    convs = [Conv2D(nm, c, o, k) for nm, c, o, k, _ in CONVS]
     pools = [MaxPool2D(f"pool{i + 1}", 2) for i in range(3)]
     relu = ReLU()
     p = Params.init(convs, rng)
@@ -99,7 +105,8 @@ def main():
     t_fwd = median_time(lambda: forward(), reps)
     t_all = median_time(forward_backward, reps)
     floor = flops / rate
-    print(f"\nconv stack (fft, pooling, ReLU): forward {t_fwd * 1e3:.0f} ms, forward+backward "
+    print(f"\nconv stack ({args.conv_algorithm} algorithms above, pooling, ReLU): forward {t_fwd * 1e3:.0f} ms, "
+          f"forward+backward "
           f"{t_all * 1e3:.0f} ms; {flops / 1e9:.1f} GFLOP, GEMM floor {floor * 1e3:.0f} ms -> "
           f"{t_all / floor:.2f}x floor (target <= 2x)")
 

@@ -12,7 +12,10 @@ floor (the phase's multiply-add FLOPs / the float32 GEMM rate measured in this r
 With --torch PYTHON (a Python with PyTorch, never a dependency of this project) it also runs the
 PyTorch peer ../shared/bench/torch_structnet.py in the same run and prints the ratios.
 
-    python bench/bench_train.py [--reps 5] [--torch /path/to/venv/bin/python]
+    python bench/bench_train.py [--reps 5] [--torch /path/to/venv/bin/python] [--conv-algorithm auto|fixed|fft|im2col]
+
+It prints first the CPU, nn.parallel's threads and the convolution algorithms (nn.conv_tune) of
+the phases, beside the fixed rule.
 """
 import argparse
 import os
@@ -24,7 +27,7 @@ from dataclasses import replace
 import numpy as np
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-from bench.common import conv_flops, gemm_rate, median_time  # noqa: E402
+from bench.common import conv_flops, gemm_rate, median_time, print_setup  # noqa: E402
 from data.h36m import N_JOINTS, POSE_DIM  # noqa: E402
 from nn.backend import keep_freed_memory  # noqa: E402
 from structlearn.algorithm1 import Algorithm1Step  # noqa: E402
@@ -118,17 +121,20 @@ def main():
     ap.add_argument("--candidates", type=int, default=2010)
     ap.add_argument("--preset", default="paper")
     ap.add_argument("--torch", default="", help="a Python interpreter with PyTorch, to run the peer in the same run")
+    ap.add_argument("--conv-algorithm", default="auto", choices=("auto", "fixed", "fft", "im2col"),
+                    help="the convolutions' algorithms (nn.conv_tune; default: %(default)s)")
     args = ap.parse_args()
     B, C, reps = args.batch, args.candidates, args.reps
     cfg = PRESETS[args.preset]
     S = cfg.input_size
+    print_setup(MultiTaskNet(cfg).convs.conv_passes(B), args.conv_algorithm)   # the phases' shapes and passes
     times = {k: median_time(f, reps) for k, f in make_phases(cfg, B, C, np).items()}
 
     rate = gemm_rate()
     fl = flops(cfg, B, C)
     peer, peer_head = (run_peer(args.torch, B, C, reps) if args.torch else (None, ""))
     print(f"preset {args.preset}: batch {B}, {S}x{S} inputs, {C} candidates; numpy float32 GEMM rate "
-          f"{rate / 1e9:.1f} GFLOP/s; cpus {os.cpu_count()}")
+          f"{rate / 1e9:.1f} GFLOP/s")
     if peer:
         print(f"peer: {peer_head}")
     print(f"{'phase':<12}{'ms':>9}{'GFLOP':>9}{'x floor':>9}" + (f"{'torch ms':>10}{'torch/ours':>12}" if peer else ""))

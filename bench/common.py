@@ -1,5 +1,6 @@
 """Timing helpers shared by the benchmarks: median wall time and the machine's GEMM rate,
-measured in the same run as the figures they normalise (these machines are noisy)."""
+measured in the same run as the figures they normalise (these machines are noisy); the setup
+lines they print first (CPU, threads, convolution algorithms)."""
 import time
 
 import numpy as np
@@ -38,3 +39,27 @@ def gemm_rate(n=2048, reps=10, dtype=np.float32):
 def conv_flops(n, in_c, out_c, k, out_h, out_w):
     """Multiply-adds x 2 of one direct convolution pass (forward, or each backward product)."""
     return 2 * n * out_c * out_h * out_w * in_c * k * k
+
+
+def print_setup(entries, mode="auto"):
+    """Print the CPU model, nn.parallel's thread decision and, under nn.conv_tune policy `mode`,
+    the algorithm of each conv layer and pass of entries [(label, conv, HWNC shape, dtype,
+    passes)] (tuned now when not cached) beside the fixed rule, with the cached times."""
+    from nn import conv_tune, parallel
+    conv_tune.set_policy(mode)
+    print(f"CPU {conv_tune.cpu_model()}; {parallel.describe()}")
+    t0 = time.perf_counter()
+    chosen = conv_tune.plan(entries)
+    tuned = time.perf_counter() - t0
+    print(f"convolution algorithms (--conv-algorithm {mode}; cache {conv_tune.cache_path()}; "
+          f"resolved in {tuned:.1f} s):")
+    differ = 0
+    for label, conv, shape, dtype, passes in entries:
+        for p in passes:
+            a, fixed = chosen[label][p], conv.fixed_algorithm(np)
+            differ += a != fixed
+            e = conv_tune.cached(conv, shape, dtype, p)
+            ms = ", ".join(f"{k} {v:.1f} ms" for k, v in sorted(e["ms"].items())) if e and mode == "auto" else ""
+            print(f"  {label:<22}{p:<13}{a:<8}{'' if a == fixed else '(fixed rule: ' + fixed + ')':<22}{ms}")
+    print(f"  {'the fixed rule in every pass' if not differ else f'{differ} pass(es) differ from the fixed rule'}")
+    return chosen

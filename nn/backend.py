@@ -119,12 +119,12 @@ def result_float_dtype(*arrays):
 
 
 def fft_module(xp):
-    """(module, extra kwargs) for real 2-D FFTs: scipy.fft with all cores, or cupyx.scipy.fft."""
+    """(module, extra kwargs) for real 2-D FFTs: scipy.fft with nn.parallel's workers, or cupyx.scipy.fft."""
     if xp is np:
         import scipy.fft
 
-        from .parallel import N_THREADS     # the cores this process may use
-        return scipy.fft, {"workers": N_THREADS}
+        from .parallel import fft_workers
+        return scipy.fft, {"workers": fft_workers()}
     import cupyx.scipy.fft
     return cupyx.scipy.fft, {}
 

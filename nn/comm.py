@@ -15,7 +15,7 @@ import time
 
 import numpy as np
 
-from . import backend
+from . import backend, parallel
 
 # environment variables by which launchers tell a process how many were started
 SIZE_VARS = ("PMI_SIZE", "OMPI_COMM_WORLD_SIZE", "MV2_COMM_WORLD_SIZE", "SLURM_STEP_NUM_TASKS")
@@ -153,6 +153,8 @@ class MPIComm(Comm):
         self.rank, self.size = self.mpi.Get_rank(), self.mpi.Get_size()
         node = self.mpi.Split_type(MPI.COMM_TYPE_SHARED, key=self.rank)
         self.local_rank = node.Get_rank()
+        mine = set(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else set()
+        parallel.configure(parallel.sharing_ranks(mine, node.allgather(mine)))   # threads per rank
         node.Free()
         self._nccl = None       # None: not tried; False: unavailable; else the NCCL communicator
 

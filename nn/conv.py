@@ -17,12 +17,15 @@ Two algorithms compute the same thing:
   wrap-around reaches a valid output, so the result is exact up to rounding (1e-6 relative in
   float32, 1e-14 in float64). Forward, input-gradient and weight-gradient are each one batched
   complex GEMM between transforms; the input's transform is kept for the weight gradient.
-"auto" picks, per call, "fft" for stride 1 on the CPU and "im2col" otherwise (see the benchmark for
-the figures). im2col and its adjoint col2im_add take the unpadded input and fold the zero padding
-in; on the GPU (CuPy arrays) they are CUDA kernels of the same signature (nn/kernels/conv.cu), the
-GEMMs go through cuBLAS, and the blocks are larger (`GPU_COL_BUDGET_BYTES`); `_im2col_device`
-is the one place that chooses. The fft algorithm also runs on CuPy arrays (cuFFT), when asked for
-by name.
+"auto" picks per layer shape and pass (forward, weight gradient, input gradient) the algorithm
+nn.conv_tune measured faster on this machine; the fixed rule, "fft" for stride 1 on the CPU and
+"im2col" otherwise, where it does not measure (CuPy arrays, STRUCTNET_CONV_TUNE=0). The passes may
+differ: a backward by fft after an im2col forward transforms the input itself, and either backward
+reads the input x every forward cache keeps.
+im2col and its adjoint col2im_add take the unpadded input and fold the zero padding in; on the GPU
+(CuPy arrays) they are CUDA kernels of the same signature (nn/kernels/conv.cu), the GEMMs go through
+cuBLAS, and the blocks are larger (`GPU_COL_BUDGET_BYTES`); `_im2col_device` is the one place that
+chooses. The fft algorithm also runs on CuPy arrays (cuFFT), when asked for by name.
 """
 import numpy as np
 
@@ -213,25 +216,49 @@ class Conv2D(Layer):
         """x (H, W, N, in_c) -> y (out_h, out_w, N, out_c)."""
         W, b = params[self.W], params[self.b]
         self._check(x, W)
-        if self.resolved_algorithm(backend.get_array_module(x)) == "fft":
+        return self.run_forward(self.resolved_algorithm(backend.get_array_module(x), x.shape, x.dtype), x, W, b)
+
+    def fixed_algorithm(self, xp):
+        """The fixed rule: "fft" for stride 1 on the CPU, "im2col" otherwise."""
+        return "fft" if xp is np and (self.sy, self.sx) == (1, 1) else "im2col"
+
+    def resolved_algorithm(self, xp, x_shape=None, dtype=None, pass_="forward"):
+        """The algorithm of one pass ("forward", "weight_grad" or "input_grad") on an input of
+        x_shape (HWNC) and dtype with arrays of module xp: the layer's own, or for "auto" the
+        choice of nn.conv_tune (measured, cached); the fixed rule without a shape."""
+        if self.algorithm != "auto":
+            return self.algorithm
+        if x_shape is None:
+            return self.fixed_algorithm(xp)
+        from . import conv_tune  # not at import: `python -m nn.conv_tune` runs it as __main__
+        return conv_tune.choose(self, tuple(x_shape), np.dtype(dtype), pass_, xp)
+
+    def run_forward(self, algorithm, x, W, b):
+        """y, cache of the forward by `algorithm`; the cache serves a backward by either algorithm."""
+        if algorithm == "fft":
             return self._forward_fft(x, W, b)
         return self._forward_im2col(x, W, b)
 
-    def resolved_algorithm(self, xp):
-        """The algorithm a call with arrays of module xp uses ("auto" resolved)."""
-        if self.algorithm != "auto":
-            return self.algorithm
-        return "fft" if xp is np and (self.sy, self.sx) == (1, 1) else "im2col"
-
     def backward(self, params, cache, gy, need_gx=True):
-        """gy (out_h, out_w, N, out_c) -> gx (or None when need_gx is False), {W: gW, b: gb}."""
-        W = params[self.W]
-        if cache["algorithm"] == "fft":
-            gx, gW = self._backward_fft(cache, gy, W, need_gx)
-        else:
-            gx, gW = self._backward_im2col(cache, gy, W, need_gx)
+        """gy (out_h, out_w, N, out_c) -> gx (or None when need_gx is False), {W: gW, b: gb}.
+        Each gradient runs by its own resolved algorithm (they may differ from the forward's)."""
+        xp = backend.get_array_module(gy)
+        x = cache["x"]
+        gw_algorithm = self.resolved_algorithm(xp, x.shape, x.dtype, "weight_grad")
+        gx_algorithm = self.resolved_algorithm(xp, x.shape, x.dtype, "input_grad") if need_gx else None
+        gx, gW = self.run_backward(cache, gy, params[self.W], gx_algorithm, gw_algorithm)
         gb = gy.sum(axis=(0, 1, 2))
         return gx, {self.W: gW, self.b: gb}
+
+    def run_backward(self, cache, gy, W, gx_algorithm, gw_algorithm):
+        """(gx, gW): gx by gx_algorithm (None: not computed, gx None), gW by gw_algorithm (None:
+        gW None); one pass over the blocks when both use the same algorithm."""
+        gx = gW = None
+        for algorithm in dict.fromkeys(a for a in (gw_algorithm, gx_algorithm) if a):
+            run = self._backward_fft if algorithm == "fft" else self._backward_im2col
+            a, w = run(cache, gy, W, want_gx=gx_algorithm == algorithm, want_gW=gw_algorithm == algorithm)
+            gx, gW = (a if a is not None else gx), (w if w is not None else gW)
+        return gx, gW
 
     # ---- im2col + GEMM ----------------------------------------------------------------------
     def _weight_matrix(self, W):
@@ -255,73 +282,96 @@ class Conv2D(Layer):
         y += b
         return y, {"algorithm": "im2col", "x": x}
 
-    def _backward_im2col(self, cache, gy, W, need_gx):
+    def _backward_im2col(self, cache, gy, W, want_gx, want_gW):
         xp = backend.get_array_module(gy)
         im2col_impl, col2im_impl, budget = _im2col_device(xp)
-        x = cache["x"]
+        x = xp.ascontiguousarray(cache["x"])
         W2 = self._weight_matrix(W)
         out_h, out_w, n, _ = gy.shape
-        gW2 = xp.zeros_like(W2)
-        gx = xp.zeros(x.shape, dtype=x.dtype) if need_gx else None
+        gW2 = xp.zeros_like(W2) if want_gW else None
+        gx = xp.zeros(x.shape, dtype=x.dtype) if want_gx else None
         geometry = (self.kh, self.kw, self.sy, self.sx, self.ph, self.pw, out_w)
         for rows in self._im2col_blocks(out_h, out_w, n, gy.itemsize, budget):
             gy_rows = gy[rows].reshape(-1, self.out_c)
-            gW2 += im2col_impl(x, *geometry, rows).T @ gy_rows
-            if need_gx:
+            if want_gW:
+                gW2 += im2col_impl(x, *geometry, rows).T @ gy_rows
+            if want_gx:
                 col2im_impl(gx, gy_rows @ W2.T, *geometry, rows)
-        gW = gW2.reshape(self.kh, self.kw, self.in_c, self.out_c).transpose(3, 2, 0, 1)
-        return gx, xp.ascontiguousarray(gW)
+        gW = None
+        if want_gW:
+            gW = xp.ascontiguousarray(gW2.reshape(self.kh, self.kw, self.in_c, self.out_c).transpose(3, 2, 0, 1))
+        return gx, gW
 
     # ---- FFT ----------------------------------------------------------------------------------
+    def _fft_plan(self, x_shape, itemsize):
+        """(FFT size, frequencies, batch blocks) of an input of x_shape (HWNC)."""
+        h, w, n, c = x_shape
+        size = (good_fft_size(h + 2 * self.ph), good_fft_size(w + 2 * self.pw))
+        nfreq = size[0] * (size[1] // 2 + 1)
+        item_bytes = nfreq * (c + self.out_c) * 2 * itemsize
+        return size, nfreq, _batch_blocks(n, item_bytes, SPECTRUM_BUDGET_BYTES)
+
+    def _weight_spectrum(self, W, size):
+        """W (out_c, in_c, kh, kw) -> its transform (F, in_c, out_c) at FFT size `size`."""
+        fft, kw = backend.fft_module(backend.get_array_module(W))
+        Wf = fft.rfft2(W.transpose(2, 3, 1, 0), s=size, axes=(0, 1), **kw)
+        return Wf.reshape(-1, self.in_c, self.out_c)
+
+    def _input_spectrum(self, x, blk, size):
+        """The transform (F, len(blk), C) of the zero-padded input x (H, W, N, C), batch rows blk."""
+        fft, kw = backend.fft_module(backend.get_array_module(x))
+        xpad = pad_hwnc(x[:, :, blk], self.ph, self.pw)
+        X = fft.rfft2(padded_for_fft(xpad, size), axes=(0, 1), **kw)
+        return X.reshape(-1, xpad.shape[2], self.in_c)
+
     def _forward_fft(self, x, W, b):
         xp = backend.get_array_module(x)
         fft, kw = backend.fft_module(xp)
-        xpad = pad_hwnc(x, self.ph, self.pw)
-        hp, wp, n, c = xpad.shape
-        out_h, out_w = hp - self.kh + 1, wp - self.kw + 1
-        size = (good_fft_size(hp), good_fft_size(wp))
-        nfreq = size[0] * (size[1] // 2 + 1)
-        # weights to (kh, kw, in_c, out_c), transformed once per call: (F0, F1r, in_c, out_c)
-        Wf = fft.rfft2(W.transpose(2, 3, 1, 0), s=size, axes=(0, 1), **kw).reshape(nfreq, c, self.out_c)
+        size, nfreq, blocks = self._fft_plan(x.shape, x.itemsize)
+        out_h, out_w = self.output_shape(x.shape[0], x.shape[1])
+        n = x.shape[2]
+        Wf = self._weight_spectrum(W, size)   # transformed once per call
         Wf_conj = Wf.conj()
         y = xp.empty((out_h, out_w, n, self.out_c), dtype=x.dtype)
         spectra = []
-        item_bytes = nfreq * (c + self.out_c) * 2 * x.itemsize
-        for blk in _batch_blocks(n, item_bytes, SPECTRUM_BUDGET_BYTES):
-            X = fft.rfft2(padded_for_fft(xpad[:, :, blk], size), axes=(0, 1), **kw).reshape(nfreq, -1, c)
+        for blk in blocks:
+            X = self._input_spectrum(x, blk, size)
             Y = spectral_matmul(X, Wf_conj)  # correlation theorem: Y = X * conj(W), summed over in_c
             yb = fft.irfft2(Y.reshape(size[0], -1, Y.shape[1], self.out_c), s=size, axes=(0, 1), **kw)
             parallel.for_blocks(lambda r: xp.add(yb[r, :out_w], b, out=y[r, :, blk]), out_h, y.size, xp)
             spectra.append(X)
-        cache = {"algorithm": "fft", "spectra": spectra, "Wf": Wf, "size": size,
-                 "pad_shape": xpad.shape, "in_shape": x.shape}
-        return y, cache
+        return y, {"algorithm": "fft", "x": x, "spectra": spectra, "Wf": Wf}
 
-    def _backward_fft(self, cache, gy, W, need_gx):
+    def _backward_fft(self, cache, gy, W, want_gx, want_gW):
+        """After a forward by either algorithm: the input spectra the fft forward kept, else
+        transformed here; the same for the weights' spectrum."""
         xp = backend.get_array_module(gy)
         fft, kw = backend.fft_module(xp)
-        size, Wf = cache["size"], cache["Wf"]
-        hp, wp, n, c = cache["pad_shape"]
-        nfreq = Wf.shape[0]
-        gWf = xp.zeros((nfreq, c, self.out_c), dtype=Wf.dtype)
-        Wf_t = Wf.transpose(0, 2, 1)
-        gxpad = xp.empty((hp, wp, n, c), dtype=gy.dtype) if need_gx else None
-        start = 0
-        for X in cache["spectra"]:
-            blk = slice(start, start + X.shape[1])
-            start = blk.stop
+        x = cache["x"]
+        h, w, n, c = x.shape
+        hp, wp = h + 2 * self.ph, w + 2 * self.pw
+        size, nfreq, blocks = self._fft_plan(x.shape, x.itemsize)
+        spectra = cache.get("spectra")
+        if want_gx:
+            Wf = cache["Wf"] if "Wf" in cache else self._weight_spectrum(W, size)
+            Wf_t = Wf.transpose(0, 2, 1)
+        gWf = xp.zeros((nfreq, c, self.out_c), dtype=np.result_type(x.dtype, np.complex64)) if want_gW else None
+        gxpad = xp.empty((hp, wp, n, c), dtype=gy.dtype) if want_gx else None
+        for i, blk in enumerate(blocks):
             GY = fft.rfft2(padded_for_fft(gy[:, :, blk], size), axes=(0, 1), **kw).reshape(nfreq, -1, self.out_c)
-            # gW = corr(x, gy) summed over n: X^T conj(GY) = conj(conj(X)^T GY), conjugating the
-            # small factors instead of copying the large GY
-            gWf += spectral_matmul(X.conj().transpose(0, 2, 1), GY).conj()
-            if need_gx:
+            if want_gW:
+                X = spectra[i] if spectra is not None else self._input_spectrum(x, blk, size)
+                # gW = corr(x, gy) summed over n: X^T conj(GY) = conj(conj(X)^T GY), conjugating the
+                # small factors instead of copying the large GY
+                gWf += spectral_matmul(X.conj().transpose(0, 2, 1), GY).conj()
+            if want_gx:
                 GX = spectral_matmul(GY, Wf_t)                       # gx = conv(gy, W), summed over out_c
                 gxb = fft.irfft2(GX.reshape(size[0], -1, GX.shape[1], c), s=size, axes=(0, 1), **kw)
                 parallel.for_blocks(lambda r: xp.copyto(gxpad[r, :, blk], gxb[r, :wp]), hp, gxpad.size, xp)
-        gW = fft.irfft2(gWf.reshape(size[0], -1, c, self.out_c), s=size, axes=(0, 1), **kw)
-        gW = xp.ascontiguousarray(gW[:self.kh, :self.kw].transpose(3, 2, 0, 1)).astype(gy.dtype, copy=False)
-        gx = None
-        if need_gx:
-            h, w = cache["in_shape"][:2]
+        gW = gx = None
+        if want_gW:
+            gW = fft.irfft2(gWf.reshape(size[0], -1, c, self.out_c), s=size, axes=(0, 1), **kw)
+            gW = xp.ascontiguousarray(gW[:self.kh, :self.kw].transpose(3, 2, 0, 1)).astype(gy.dtype, copy=False)
+        if want_gx:
             gx = xp.ascontiguousarray(gxpad[self.ph:self.ph + h, self.pw:self.pw + w])
         return gx, gW

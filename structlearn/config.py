@@ -85,6 +85,10 @@ class TrainConfig:
     adam_lr: float = 1e-3              # the Adam rate, with --optimizer adam
     noise_std: float = 0.1             # PCA colour noise (Sec. 5.1)
     train_convs: bool = False          # the paper fixes the convolutions in this stage
+    # execution: nn.conv_tune's policy (auto: measured per layer shape and pass, cached per machine;
+    # fixed: fft for stride 1 on the CPU, else im2col; fft; im2col). The choices change rounding
+    # only; a run records them (conv_algorithms.json, checkpoint) and a resume repeats them
+    conv_algorithm: str = "fixed"      # reproducible by default; auto is opt-in (nn/conv_tune.py)
 
     def __post_init__(self):
         self.subjects = tuple(self.subjects)

@@ -97,6 +97,18 @@ class ConvStack:
     def layers(self):
         return self.convs
 
+    def conv_passes(self, n, dtype=np.float32, backward=True):
+        """[(label, conv, HWNC input shape, dtype, passes)] of conv1-3 on a batch of n images (for
+        nn.conv_tune.plan): the forward and, with backward, the weight gradient and (but for conv1,
+        whose input is the image) the input gradient."""
+        out, size, c = [], self.cfg.input_size, 3
+        for i, conv in enumerate(self.convs):
+            shape = (size, size, n, c)
+            passes = ("forward",) + (("weight_grad", "input_grad")[:1 if i == 0 else 2] if backward else ())
+            out.append((f"{conv.name} {'x'.join(map(str, shape))}", conv, shape, np.dtype(dtype), passes))
+            size, c = conv.output_shape(size, size)[0] // 2, conv.out_c
+        return out
+
     def forward(self, params, images):
         """images (N, 3, S, S) float -> (f2, f3), cache."""
         if images.ndim != 4 or images.shape[1:] != (3, self.cfg.input_size, self.cfg.input_size):

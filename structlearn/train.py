@@ -9,7 +9,9 @@ run resumed from a checkpoint reproduces an uninterrupted one exactly.
 
 Outputs in the run directory: config.json, log.jsonl (one line per mini-batch), checkpoint.npz
 (latest, atomic), pretrain_model.npz (the DconvMP-HML network), model.npz (StructNet),
-summary.json (end-of-training statistics).
+summary.json (end-of-training statistics), conv_algorithms.json (the convolution algorithms of
+the run's shapes, nn.conv_tune; per-rank batch shapes, so apart from config.json, which holds
+nothing N-specific).
 
 Data-parallel (comm, an nn.comm process group of N ranks; docs/mpi.md): every rank takes a fixed
 share of each global mini-batch (--batch-size stays the global size) and the steps reduce inside,
@@ -32,7 +34,7 @@ from data.files import append_text, named_error, remove_stale_temporaries, write
 from data.imagestats import ImageStats
 from data.loader import BatchLoader
 from data.synth.generator import ROOMS
-from nn import backend
+from nn import backend, conv_tune, parallel
 from nn.comm import Comm
 from nn.optim import Adam
 
@@ -72,6 +74,8 @@ def validate_config(cfg):
          f"--pose-embedding must be one of {POSE_EMBEDDINGS}, got {cfg.pose_embedding!r}"),
         (cfg.ls_min < cfg.ls_max, f"line-search grid needs --ls-min < --ls-max (got {cfg.ls_min}, {cfg.ls_max})"),
         (cfg.optimizer in ("linesearch", "adam"), f"--optimizer must be linesearch or adam, got {cfg.optimizer!r}"),
+        (cfg.conv_algorithm in conv_tune.MODES,
+         f"--conv-algorithm must be one of {conv_tune.MODES}, got {cfg.conv_algorithm!r}"),
     ]
     for ok, message in checks:
         if not ok:
@@ -141,6 +145,7 @@ class Trainer:
         self.bank_n = self.normalizer.normalize(self.bank_mm)
         self.batches_run = 0
         self.curves = None      # --eval-every (structlearn.curves), made at the first curve point
+        self.conv_algorithms = self._conv_algorithms()
         if not self.comm.root:
             return
         # Everything is checked: only now touch the run directory. A kill leaves temporaries of
@@ -154,6 +159,7 @@ class Trainer:
         self._restart_log(self.state)
         write_text_atomic(self.out / "config.json", json.dumps(
             {**cfg.to_dict(), "data_resolved": self.data_path, "net": self.net_cfg.to_dict()}, indent=1))
+        write_text_atomic(self.out / "conv_algorithms.json", json.dumps(self.conv_algorithms, indent=1))
 
     # ------------------------------------------------------------------ what the run needs
     def _check_request(self):
@@ -182,6 +188,43 @@ class Trainer:
     def _actions_of(self, subject):
         held = set(self.dataset.metadata(self.dataset.select(subjects=[subject]))["action"])
         return [a for a in h36m.ACTIONS if a in held]
+
+    # ------------------------------------------------------------------ convolution algorithms
+    def _conv_algorithms(self):
+        """Set nn.conv_tune's policy for this run (--conv-algorithm; a resumed run pins the choices
+        its checkpoint recorded, or the fixed rule when it recorded none) and resolve the choices
+        of the training shapes, once, on every rank (rank 0's win where ranks differ). Printed;
+        returns the record of conv_algorithms.json."""
+        cfg, mode, pinned = self.cfg, self.cfg.conv_algorithm, None
+        if self.state is not None:
+            pinned = self.state.get("conv_algorithms")
+            if pinned is None:
+                mode = "fixed"  # a checkpoint from before the choices were recorded: the fixed rule wrote it
+        try:
+            conv_tune.set_policy(mode, pinned)
+        except ValueError as err:
+            raise CheckpointError(f"{self.ckpt_path}: corrupt convolution algorithm record ({err})") from None
+        entries = []
+        if cfg.stage in ("pretrain", "all") and not (self.state and self.state["stage"] == "structnet"):
+            n = self.comm.shard(cfg.pretrain_batch_size)
+            entries += MultiTaskNet(self.net_cfg).convs.conv_passes(n.hi - n.lo)
+        if cfg.stage in ("structnet", "all"):
+            n = self.comm.shard(cfg.batch_size)
+            entries += StructNet(self.net_cfg).convs.conv_passes(n.hi - n.lo, backward=cfg.train_convs)
+        layers = conv_tune.plan(entries, self.xp)
+        merged = {}
+        for record in reversed(self.comm.allgather(conv_tune.record())):
+            merged.update(record)
+        conv_tune.set_policy(mode, merged)
+        how = {"auto": f"measured on this machine, cached in {conv_tune.cache_path()}" if conv_tune.tuning_enabled()
+               else f"{conv_tune.TUNE_VAR}=0: the fixed rule", "fixed": "fft for stride 1, else im2col"}.get(mode, mode)
+        if self.state is not None:
+            how += ("; resumed: the checkpoint's choices" if pinned is not None else
+                    "; resumed from a checkpoint that records none: the fixed rule, which wrote it")
+        self.say(f"convolution algorithms (--conv-algorithm {cfg.conv_algorithm}: {how}):\n"
+                 + "\n".join("  " + line for line in conv_tune.describe_plan(layers)))
+        return {"policy": mode, "layers": layers, "choices": merged, "machine": conv_tune.machine_key(),
+                "threads": parallel.describe()}
 
     # ------------------------------------------------------------------ checkpoints and logs
     def _load_resume_state(self):
@@ -249,7 +292,7 @@ class Trainer:
             return
         state = {"stage": stage, "epoch": epoch, "batch": batch, "config": self.cfg.to_dict(),
                  "normalizer": self.normalizer.to_dict(), "image_stats": self.stats.to_dict(),
-                 "net": self.net_cfg.to_dict(), "data": self.data_record}
+                 "net": self.net_cfg.to_dict(), "data": self.data_record, "conv_algorithms": conv_tune.record()}
         host = {k: backend.to_numpy(v) for k, v in params.items()}
         save_checkpoint(self.ckpt_path, host, state, {k: backend.to_numpy(v) for k, v in arrays.items()})
 
