@@ -35,7 +35,9 @@ def build_parser():
     g.add_argument("--out", default="", help="run directory (default: a new runs/<time stamp>; with --resume: runs/latest)")
     g.add_argument("--recipe", choices=sorted(RECIPES), help="a named bundle of defaults; explicit flags still win. "
                    "paper: Sec. 5.3 to the letter (" + ", ".join(f"--{k.replace('_', '-')} {v}" for k, v in
-                   RECIPES["paper"].items()) + "); the default departs from it where measured (README)")
+                   RECIPES["paper"].items()) + "); the default departs from it where measured (README). long: the long "
+                   "recipe (" + ", ".join(f"--{k.replace('_', '-')} {v:g}" for k, v in RECIPES["long"].items()) + "; "
+                   "README)")
     g.add_argument("--preset", default=D.preset, choices=("cpu", "paper", "tiny"), help="network preset: cpu (56x56 inputs, 256-unit layers) or paper "
                    "(112x112, conv 9x9x32/5x5x32/5x5x64, 1024 units) (default: %(default)s)")
     g.add_argument("--seed", type=int, default=D.seed, help="random seed (default: %(default)s)")

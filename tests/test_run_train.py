@@ -140,3 +140,14 @@ def test_write_failures_name_the_file(tmp_path, capsys):
     for out, culprit in ((tmp_path / "a", tmp_path / "a" / "log.jsonl"), (tmp_path / "file" / "run", tmp_path / "file")):
         code, err = _run(argv + ["--out", str(out)], capsys)
         assert code == 1 and len(err) == 1 and str(culprit) in err[0], err
+
+
+@pytest.mark.parametrize("argv, expected", [
+    (["--recipe", "paper"], dict(dropout=0.75, optimizer="linesearch", epochs=24, width=0, synth_scale=1.0)),
+    (["--recipe", "long"], dict(dropout=0.0, optimizer="adam", epochs=48, width=512, synth_scale=3.0)),
+    (["--recipe", "long", "--epochs", "16"], dict(epochs=16, width=512, synth_scale=3.0)),   # explicit flags win
+    ([], dict(dropout=0.0, optimizer="adam", epochs=24, width=0, synth_scale=1.0)),
+])
+def test_recipes_are_bundles_of_defaults(argv, expected, tmp_path):
+    args = run_train.parse_args(run_train.build_parser(), argv + ["--out", str(tmp_path / "r")])
+    assert {k: getattr(args, k) for k in expected} == expected
