@@ -104,14 +104,13 @@ def bank_density(path, train=h36m.TRAIN_SUBJECTS, n=400, within=30.0, seed=0):
         rows = ds.bank_image_rows(bidx)
         with_image = np.flatnonzero(rows >= 0)
         pick = np.sort(np.random.default_rng(seed).choice(with_image, min(n, len(with_image)), replace=False))
-        bank = root_relative(ds.bank_poses(bidx)).reshape(len(bidx), -1)
+        bank = root_relative(ds.bank_poses(bidx))                        # (M, 17, 3)
         meta = ds.bank_metadata(bidx)
     sequence = np.stack([np.unique(meta[k], return_inverse=True)[1] for k in ("subject", "action", "subaction")])
     near = np.zeros(len(pick), bool)
     near_other = np.zeros(len(pick), bool)
     for i, b in enumerate(pick):
-        d = mpjpe(bank.reshape(len(bank), h36m.N_JOINTS, 3), np.broadcast_to(bank[b].reshape(h36m.N_JOINTS, 3),
-                                                                            (len(bank), h36m.N_JOINTS, 3)))
+        d = mpjpe(bank, np.broadcast_to(bank[b], bank.shape))
         d[b] = np.inf
         near[i] = d.min() <= within
         other = (sequence != sequence[:, b:b + 1]).any(axis=0)
