@@ -39,6 +39,7 @@ from data.metrics import mpjpe
 from data.skeleton import (
     N_ANGLES, PART_ANGLES, PARTS, ROOT_ANGLES, Skeleton, angle_index, clip_angles, matrix_to_rotvec, rotvec_to_matrix,
 )
+from nn import parallel
 
 # Partitions of the body for the partitioned stages: angles and the joints they move, given the
 # rest of the body. Limbs and the head are independent of each other once the torso is fixed
@@ -94,8 +95,9 @@ class APFConfig:
     applied to the diffusion after each layer; stages: sequence of STAGES names run in order;
     refine_scale: factor on init_diffusion for an "all" stage that follows other stages; seed:
     random seed (image i of a call draws from SeedSequence([seed, i]), so a result does not
-    depend on how many images are processed together); chunk: filter runs (image, start pairs)
-    processed at once (memory about chunk * n_particles * 3 kB); starts: filter runs per image,
+    depend on how many images are processed together); chunk: most filter runs (image, start
+    pairs) processed at once by one thread (memory about chunk * n_particles * 3 kB per thread;
+    the runs are split over nn.parallel's threads); starts: filter runs per image,
     each from its own start (the inits' first `starts`), keeping the one of lowest final error
     (start s > 0 of image i draws from SeedSequence([seed, i, s]); start 0 is the single-start run
     exactly, so more starts never give a higher error).
@@ -368,11 +370,20 @@ def refine_angles(skeleton, targets, init_angles, config=APFConfig()):
     seeds = [[int(config.seed), i] + ([k] if k else []) for i in range(n) for k in range(s)]
     run_targets = np.repeat(targets, s, axis=0) if s > 1 else targets
     angles, errors = np.empty_like(init), np.empty(n * s)
-    for start in range(0, n * s, int(config.chunk)):
-        stop = min(start + int(config.chunk), n * s)
-        rngs = [np.random.default_rng(np.random.SeedSequence(seeds[r])) for r in range(start, stop)]
-        angles[start:stop], errors[start:stop] = _filter_chunk(skeleton, run_targets[start:stop], init[start:stop],
-                                                               config, rngs)
+    runs = n * s
+    # Chunks are independent (each run draws from its own seed), so they run on nn.parallel's
+    # threads, at most config.chunk runs each and at least one chunk per thread; NumPy releases
+    # the GIL in its loops. The result is the same bits for any chunking (tested).
+    chunk = max(1, min(int(config.chunk), -(-runs // parallel.threads())))
+    chunks = [(start, min(start + chunk, runs)) for start in range(0, runs, chunk)]
+
+    def run_chunks(which):
+        for start, stop in chunks[which]:
+            rngs = [np.random.default_rng(np.random.SeedSequence(seeds[r])) for r in range(start, stop)]
+            angles[start:stop], errors[start:stop] = _filter_chunk(skeleton, run_targets[start:stop],
+                                                                   init[start:stop], config, rngs)
+    with parallel.single_threaded_blas():
+        parallel.for_blocks(run_chunks, len(chunks))
     if s == 1:
         return angles, errors
     errors = errors.reshape(n, s)

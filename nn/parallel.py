@@ -23,6 +23,7 @@ own threads instead.
 import contextlib
 import os
 import sys
+import threading
 from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
@@ -32,6 +33,7 @@ THREADS_VAR = "STRUCTNET_THREADS"
 LOCAL_SIZE_VARS = ("OMPI_COMM_WORLD_LOCAL_SIZE", "MPI_LOCALNRANKS", "MV2_COMM_WORLD_LOCAL_SIZE")
 MIN_BLOCK_ELEMENTS = 1 << 16  # below this, threading costs more than it saves
 
+_worker = threading.local()   # .inside: this thread is running a for_blocks task
 _state = {"threads": None, "cores": None, "sharing": 1, "pool": None, "controller": None, "blas_ceiling": {}}
 
 
@@ -146,11 +148,20 @@ def for_blocks(fn, n, size=None, xp=np):
     (size: the number of elements touched, to decide; CuPy always runs one call)."""
     threads()
     pool = _state["pool"]
-    if pool is None or xp is not np or (size is not None and size < MIN_BLOCK_ELEMENTS) or n < 2:
+    if (pool is None or xp is not np or (size is not None and size < MIN_BLOCK_ELEMENTS) or n < 2
+            or getattr(_worker, "inside", False)):   # from inside a pool task: inline (never waits on itself)
         fn(slice(0, n))
         return
-    for future in [pool.submit(fn, s) for s in blocks(n)]:
+    for future in [pool.submit(_as_worker, fn, s) for s in blocks(n)]:
         future.result()
+
+
+def _as_worker(fn, s):
+    _worker.inside = True
+    try:
+        fn(s)
+    finally:
+        _worker.inside = False
 
 
 @contextlib.contextmanager

@@ -87,6 +87,30 @@ def test_deterministic_for_a_seed_and_independent_of_chunking():
     assert not np.array_equal(a1, a4)
 
 
+@pytest.mark.parametrize("threads", [1, 2, 3])
+def test_same_bits_on_any_number_of_threads(threads, monkeypatch):
+    """refine_angles splits its runs over nn.parallel's threads; the bits never depend on it."""
+    from nn import parallel
+    rng = np.random.default_rng(6)
+    targets = SKEL.forward(valid_angles(rng, 7))
+    starts = valid_angles(rng, 14).reshape(7, 2, N_ANGLES)
+    cfg = APFConfig(n_particles=16, n_layers=3, starts=2, seed=2)
+    before = parallel.threads()
+    monkeypatch.setenv("STRUCTNET_THREADS", "1")
+    parallel.configure(1)
+    ref = refine_angles(SKEL, targets, starts, cfg)
+    monkeypatch.setenv("STRUCTNET_THREADS", str(threads))
+    try:
+        assert parallel.configure(1) == threads
+        got = refine_angles(SKEL, targets, starts, cfg)
+    finally:
+        monkeypatch.delenv("STRUCTNET_THREADS")
+        parallel.configure(1)
+    assert parallel.threads() == before
+    np.testing.assert_array_equal(got[0], ref[0])
+    np.testing.assert_array_equal(got[1], ref[1])
+
+
 def test_choose_beta_reaches_the_survival_rate():
     rng = np.random.default_rng(5)
     errors = rng.gamma(2.0, 30.0, size=(20, 200)) + rng.uniform(0, 100, size=(20, 1))

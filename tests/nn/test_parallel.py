@@ -53,3 +53,32 @@ def test_configure_applies_the_decision_everywhere(monkeypatch):
         assert parallel.configure(1) == before      # the BLAS threads come back up to the library's own
     line = parallel.describe()
     assert f"{cores} core" in line and f"FFT workers {before}" in line
+
+
+def test_for_blocks_inside_a_pool_task_runs_inline(monkeypatch):
+    """A for_blocks call from inside a pool task (the APF's chunks calling a kernel that splits its
+    own work) runs inline: with 2 workers both busy, submitting would wait on itself forever."""
+    import threading
+    before = parallel.threads()
+    monkeypatch.setenv("STRUCTNET_THREADS", "2")
+    try:
+        assert parallel.configure(1) == 2
+        seen, lock = [], threading.Lock()
+
+        def outer(s):
+            inner = []
+            parallel.for_blocks(inner.append, 8, size=1 << 20)
+            assert inner == [slice(0, 8)]           # one inline call, not two pool tasks
+            with lock:
+                seen.append(s)
+        done = threading.Thread(target=parallel.for_blocks, args=(outer, 4, 1 << 20), daemon=True)
+        done.start()
+        done.join(timeout=30)
+        assert not done.is_alive(), "nested for_blocks deadlocked"
+        assert sorted((s.start, s.stop) for s in seen) == [(0, 2), (2, 4)]
+        parallel.for_blocks(seen.append, 4, size=1 << 20)      # outside a task: the pool again
+        assert seen[-2:] in ([slice(0, 2), slice(2, 4)], [slice(2, 4), slice(0, 2)])
+    finally:
+        monkeypatch.delenv("STRUCTNET_THREADS")
+        parallel.configure(1)
+    assert parallel.threads() == before
