@@ -60,6 +60,9 @@ def build_parser():
                    "0.75 (--recipe paper) (default: %(default)s)")
     g.add_argument("--width", type=int, default=D.width, help="units of the fully connected layers h1-h6 "
                    "(default: the preset's)")
+    g.add_argument("--input-size", type=int, default=D.input_size, help="crops fed to conv1, in pixels: 112 "
+                   "(the paper's) or 56 (the cpu preset's) of the 128-pixel images, box-downsampled to keep a "
+                   "1/8 crop margin (default: the preset's)")
     g = p.add_argument_group("pre-training (reference [18])")
     g.add_argument("--pretrain-epochs", type=int, default=D.pretrain_epochs, help="(default: %(default)s)")
     g.add_argument("--pretrain-batch-size", type=int, default=D.pretrain_batch_size, help="(default: %(default)s)")

@@ -21,7 +21,7 @@ DOMAINS = {
     "candidates": flags.positive_int, "frequent": flags.non_negative_int, "lam": flags.non_negative_float,
     "alpha": flags.non_negative_float, "margin_scale": flags.non_negative_float, "ls_min": flags.positive_float,
     "ls_max": flags.positive_float, "ls_points": flags.int_at_least(2), "adam_lr": flags.positive_float,
-    "noise_std": flags.non_negative_float, "width": flags.non_negative_int,
+    "noise_std": flags.non_negative_float, "width": flags.non_negative_int, "input_size": flags.non_negative_int,
 }
 _FLAGS = {"candidates": "--candidates (C)", "frequent": "--frequent (K)", "ls_reselect": "--ls-fixed"}
 # Named bundles of defaults (run_train.py --recipe NAME; explicit flags still win). "paper" is Sec. 5.3
@@ -63,6 +63,7 @@ class TrainConfig:
     pose_embedding: str = "2layer"     # Table 3: raw, random1, 1layer, 2layer
     dropout: float = 0.0               # on the inputs of h1, h2; the paper's 0.75 (--recipe paper) fits 5x worse
     width: int = 0                     # units of h1-h6 (hidden and embedding); 0 = the preset's
+    input_size: int = 0                # crops fed to conv1 (NetConfig.at_input_size); 0 = the preset's (cpu 56, paper 112)
     # pre-training (reference [18]: pose regression + joint detection)
     pretrain_epochs: int = 12
     pretrain_batch_size: int = 64

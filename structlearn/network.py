@@ -62,6 +62,24 @@ class NetConfig:
     def with_(self, **changes):
         return replace(self, **changes)
 
+    def at_input_size(self, size, image_size=128):
+        """This network fed size x size crops of image_size images, box-downsampled by the largest
+        factor that divides image_size and leaves the random crop at least 1/8 of margin (the
+        presets' rule: 112 of 128, 56 of 64, 28 of 32). ValueError when the crop does not fit."""
+        size, image_size = int(size), int(image_size)
+        down = max(1, 7 * image_size // (8 * max(size, 1)))
+        while down > 1 and image_size % down:
+            down -= 1
+        if not 1 <= size <= image_size // down:
+            raise ValueError(f"input size {size}: expected 1 to {image_size} (the images are {image_size} px)")
+        cfg = replace(self, input_size=size, downsample=down)
+        try:
+            ConvStack(cfg)
+        except ValueError:
+            raise ValueError(f"input size {size} is too small for the convolutions {self.convs} (kernel, channels; "
+                             "each followed by 2x2 pooling)") from None
+        return cfg
+
 
 PRESETS = {
     "paper": NetConfig(),

@@ -127,6 +127,11 @@ class Trainer:
         self.net_cfg = PRESETS[cfg.preset].with_(pose_embedding=cfg.pose_embedding, dropout=cfg.dropout)
         if cfg.width:
             self.net_cfg = self.net_cfg.with_(hidden=cfg.width, embed=cfg.width)
+        if cfg.input_size:
+            try:
+                self.net_cfg = self.net_cfg.at_input_size(cfg.input_size, self.dataset.image_size)
+            except ValueError as err:
+                raise TrainingError(f"--input-size {cfg.input_size}: {err}") from None
         # the pose space Y of Algorithm 1: the training subjects' pose bank, root-relative, mm (the evaluator's bank)
         self.bank_mm = pose_space(self.dataset, self.subjects, list(cfg.actions) or None)[1]
         self.data_record = {"data": self.data_path, "fingerprint": self.dataset.fingerprint(),

@@ -88,6 +88,31 @@ def test_requests_the_data_cannot_serve_fail_before_training(tmp_path, capsys):
     assert not out.exists()                                # nothing was started
 
 
+def test_input_size_sets_the_crop_and_downsampling(tmp_path, capsys):
+    """--input-size: the crop fed to conv1, the images box-downsampled as the presets are."""
+    from structlearn.network import PRESETS
+    assert PRESETS["cpu"].at_input_size(112).downsample == 1 and PRESETS["cpu"].at_input_size(56).downsample == 2
+    assert PRESETS["paper"].at_input_size(56) == PRESETS["paper"].with_(input_size=56, downsample=2)
+    assert PRESETS["tiny"].at_input_size(28) == PRESETS["tiny"]
+    assert PRESETS["cpu"].at_input_size(64).downsample == 1      # 64 of 64 would leave no crop margin
+    path = write_tiny_dataset(tmp_path / "d.h5", subjects=("S1", "S5"))
+    out = tmp_path / "run"
+    for size, message in ((200, "--input-size 200: input size 200: expected 1 to 128"),
+                          (12, "--input-size 12: input size 12 is too small for the convolutions")):
+        code, err = _run(["--data", path, "--subjects", "S1,S5", "--out", str(out), *TINY, "--input-size", str(size)],
+                         capsys)
+        assert code == 1 and len(err) == 1 and message in err[0], err
+    assert not out.exists()
+    code, _ = _run(["--data", path, "--subjects", "S1,S5", "--out", str(out), *TINY, "--input-size", "56",
+                    "--stage", "pretrain"], capsys)
+    assert code == 0
+    import json
+    net = json.loads((out / "config.json").read_text())["net"]
+    assert (net["input_size"], net["downsample"]) == (56, 2), net
+    from structlearn.model import load_model
+    assert load_model(str(out / "pretrain_model.npz"))[0].cfg.input_size == 56
+
+
 def test_resume_refuses_changed_inputs(tmp_path, capsys):
     path = write_tiny_dataset(tmp_path / "d.h5", subjects=("S1", "S5"))
     run, other = tmp_path / "run", tmp_path / "other"
