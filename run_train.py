@@ -88,6 +88,8 @@ def build_parser():
                    "cost; linesearch: the paper's grid line search and SGD step, which fits 5x worse on the synthetic "
                    "benchmark (README) (default: %(default)s)")
     g.add_argument("--adam-lr", type=float, default=D.adam_lr, help="Adam's rate with --optimizer adam (default: %(default)s)")
+    g.add_argument("--adam-decay", type=float, default=D.adam_decay, help="Adam's rate x this for the last quarter "
+                   "of the epochs, as pre-training's schedule (default: %(default)s, constant)")
     g.add_argument("--noise-std", type=float, default=D.noise_std, help="PCA colour-noise std (default: %(default)s)")
     g.add_argument("--train-convs", action="store_true", help="also train the convolutions (the paper fixes them)")
     g = p.add_argument_group("execution")

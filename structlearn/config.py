@@ -20,7 +20,7 @@ DOMAINS = {
     "pretrain_dropout": flags.fraction, "epochs": flags.non_negative_int, "batch_size": flags.positive_int,
     "candidates": flags.positive_int, "frequent": flags.non_negative_int, "lam": flags.non_negative_float,
     "alpha": flags.non_negative_float, "margin_scale": flags.non_negative_float, "ls_min": flags.positive_float,
-    "ls_max": flags.positive_float, "ls_points": flags.int_at_least(2), "adam_lr": flags.positive_float,
+    "ls_max": flags.positive_float, "ls_points": flags.int_at_least(2), "adam_lr": flags.positive_float, "adam_decay": flags.positive_float,
     "noise_std": flags.non_negative_float, "width": flags.non_negative_int, "input_size": flags.non_negative_int,
 }
 _FLAGS = {"candidates": "--candidates (C)", "frequent": "--frequent (K)", "ls_reselect": "--ls-fixed"}
@@ -87,6 +87,7 @@ class TrainConfig:
     optimizer: str = "adam"            # Adam on eq. 12's cost; "linesearch": Algorithm 1's grid line search + SGD
                                        # step (the paper's, --recipe paper), which fits 5x worse
     adam_lr: float = 1e-3              # the Adam rate, with --optimizer adam
+    adam_decay: float = 1.0            # Adam's rate x this for the last quarter of the epochs (last_quarter_rate); 1 = constant
     noise_std: float = 0.1             # PCA colour noise (Sec. 5.1)
     train_convs: bool = False          # the paper fixes the convolutions in this stage
     # execution: nn.conv_tune's policy (auto: measured per layer shape and pass, cached per machine;

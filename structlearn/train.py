@@ -412,7 +412,7 @@ class Trainer:
         G, S = self.net_cfg.detect_grid, self.net_cfg.input_size
 
         def step(epoch, b, batch, rng):
-            lr = cfg.pretrain_lr * (0.1 if epoch >= math.ceil(0.75 * cfg.pretrain_epochs) else 1.0)
+            lr = last_quarter_rate(cfg.pretrain_lr, 0.1, epoch, cfg.pretrain_epochs)
             try:
                 return pre.step(params, self._dev(batch.images), self._dev(self.normalizer.normalize(batch.poses)),
                                 self._dev(detection_cells(batch.joints2d, S, G)), rng, lr)
@@ -487,6 +487,8 @@ class Trainer:
 
         def step(epoch, b, batch, rng):
             nonlocal skipped_in_a_row
+            if adam is not None:
+                adam.lr = last_quarter_rate(cfg.adam_lr, cfg.adam_decay, epoch, cfg.epochs)
             record = alg.step(params, self._dev(batch.images), self._dev(batch.poses),
                               self._dev(self.normalizer.normalize(batch.poses)), rng)
             if record["step"] is not None:
@@ -539,6 +541,12 @@ class Trainer:
                  f"their max-score pose within 30 mm MPJPE of the ground truth (paper: 97%); median "
                  f"{res['median_mm']:.1f} mm")
         return summary
+
+
+def last_quarter_rate(rate, factor, epoch, epochs):
+    """The step schedule of both training stages: rate, times factor from epoch ceil(0.75 epochs)
+    on (epochs counted from 0; pre-training's factor is 0.1, Algorithm 1's --adam-decay)."""
+    return rate * (factor if epoch >= math.ceil(0.75 * epochs) else 1.0)
 
 
 def train(cfg, log=print):

@@ -102,6 +102,27 @@ def test_resume_with_adam_equals_uninterrupted(tiny_data):
     assert all(r["step"] == 1e-3 and r["cost_after"] is None for r in rows if r["stage"] == "structnet")
 
 
+def test_adam_decay_lowers_the_rate_for_the_last_quarter_and_resumes_exactly(tiny_data):
+    from structlearn.train import last_quarter_rate
+    assert [last_quarter_rate(1.0, 0.1, e, 4) for e in range(4)] == [1.0, 1.0, 1.0, 0.1]
+    assert [last_quarter_rate(2.0, 0.5, e, 5) for e in range(5)] == [2.0] * 4 + [1.0]   # ceil(3.75) = 4
+    d, path = tiny_data
+    kw = dict(optimizer="adam", adam_lr=1e-3, adam_decay=0.1, pretrain_epochs=1, epochs=4, batch_size=48)
+    straight, pieces = d / "decay-straight", d / "decay-pieces"
+    train(_cfg(path, straight, **kw), log=lambda *a: None)
+    rows = [r for r in _log(straight) if r["stage"] == "structnet"]
+    assert {r["epoch"] for r in rows} == {0, 1, 2, 3}
+    assert all(r["step"] == pytest.approx(1e-4 if r["epoch"] == 3 else 1e-3, rel=1e-12) for r in rows)
+    n_pre = len([r for r in _log(straight) if r["stage"] == "pretrain"])
+    per_epoch = len(rows) // 4
+    train(_cfg(path, pieces, stop_after=n_pre + 3 * per_epoch + 1, **kw), log=lambda *a: None)   # in the last quarter
+    train(_cfg(path, pieces, resume=True, **kw), log=lambda *a: None)
+    assert _log(pieces) == _log(straight)
+    a, b = load_model(str(straight / "model.npz"))[1], load_model(str(pieces / "model.npz"))[1]
+    for k in a:
+        np.testing.assert_array_equal(a[k], b[k], err_msg=k)
+
+
 def test_resume_rejects_another_configuration(tiny_data):
     d, path = tiny_data
     out = d / "other"
