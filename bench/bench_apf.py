@@ -129,6 +129,8 @@ def main():
 
     rng = np.random.default_rng(args.seed)
     skel = Skeleton.from_height(1700.0)
+    from nn import conv_tune, parallel
+    print(f"CPU {conv_tune.cpu_model()}; {parallel.describe()} (the APF's filter runs are split over the threads)")
     print(f"numpy {np.__version__}, {os.cpu_count()} CPUs; best of repeated runs")
 
     # Kinematics: the filter's inner loop is forward() on n_images * n_particles poses.

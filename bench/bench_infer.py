@@ -12,6 +12,7 @@ best of --reps runs, the least disturbed by other processes on a shared machine;
 average is printed before and after.
 """
 import argparse
+import contextlib
 import os
 import sys
 import time
@@ -22,7 +23,8 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 from nn.backend import keep_freed_memory  # noqa: E402
 
 from apf import APFConfig, refine_poses  # noqa: E402
-from bench.common import best_time, gemm_rate  # noqa: E402
+from bench.common import best_time, gemm_rate, threads_override  # noqa: E402
+from nn import conv_tune, parallel  # noqa: E402
 from data.h36m import N_JOINTS  # noqa: E402
 from data.skeleton import ANGLE_LIMITS, N_ANGLES, Skeleton, clip_angles  # noqa: E402
 from structlearn.inference import average_prefixes, image_outputs, top_k_scores  # noqa: E402
@@ -73,11 +75,15 @@ def bench_apf(n, config, rng):
     around = clip_angles(truth[:, None] + rng.normal(0, 10 * np.pi / 180, (n, 50, N_ANGLES)))
     poses = skel.forward(around)
     target, init = poses.mean(axis=1), poses[:, 0]
-    t0 = time.perf_counter()
-    refine_poses(skel, target, init, config)
-    t_apf = time.perf_counter() - t0
+    t_apf = {}   # best of 3 with this process's threads and with one, alternating (the same bits)
+    for _ in range(3):
+        for k in dict.fromkeys((parallel.threads(), 1)):
+            with threads_override(k) if k == 1 else contextlib.nullcontext():
+                t0 = time.perf_counter()
+                refine_poses(skel, target, init, config)
+                t_apf[k] = min(t_apf.get(k, np.inf), time.perf_counter() - t0)
     t_ik = best_time(lambda: skel.forward(skel.inverse(target)), 3, warmup=1)
-    return 1e3 * t_apf / n, 1e3 * t_ik / n
+    return {k: 1e3 * t / n for k, t in t_apf.items()}, 1e3 * t_ik / n
 
 
 def main():
@@ -96,6 +102,7 @@ def main():
     if unknown:
         parser.error(f"unknown preset {unknown[0]!r}; choose from {', '.join(PRESETS)}")
     rng = np.random.default_rng(0)
+    print(f"CPU {conv_tune.cpu_model()}; {parallel.describe()}")
     print(f"numpy {np.__version__}, {os.cpu_count()} CPUs; {load()}; best of {args.reps} runs")
     gflops = gemm_rate() / 1e9
     print(f"float32 GEMM 2048^3: {gflops:.0f} GFLOP/s")
@@ -116,8 +123,11 @@ def main():
                   f"GEMM floor); with the network: {1 / (1 / ips + t / args.batch):8.1f} images/s")
 
     ms_apf, ms_ik = bench_apf(args.apf_images, APFConfig(), rng)
+    n = parallel.threads()
+    other = f"; on 1 thread {ms_apf[1]:.1f} ms/image ({ms_apf[1] / ms_apf[n]:.2f}x)" if n > 1 else ""
     print(f"\nAPF (default APFConfig: {APFConfig().n_particles} particles, {APFConfig().n_layers} layers x "
-          f"{len(APFConfig().stages)} stages), {args.apf_images} images: {ms_apf:.1f} ms/image")
+          f"{len(APFConfig().stages)} stages), {args.apf_images} images: {ms_apf[n]:.1f} ms/image on {n} "
+          f"thread{'s' if n > 1 else ''}{other}")
     print(f"IK projection (skeleton.forward(skeleton.inverse(avg))): {ms_ik:.3f} ms/image")
     print(load())
 

@@ -1,9 +1,28 @@
 """Timing helpers shared by the benchmarks: median wall time and the machine's GEMM rate,
 measured in the same run as the figures they normalise (these machines are noisy); the setup
 lines they print first (CPU, threads, convolution algorithms)."""
+import contextlib
+import os
 import time
 
 import numpy as np
+
+
+@contextlib.contextmanager
+def threads_override(n):
+    """nn.parallel's threads set to n inside the block (STRUCTNET_THREADS), restored after it."""
+    from nn import parallel
+    old = os.environ.get(parallel.THREADS_VAR)
+    os.environ[parallel.THREADS_VAR] = str(n)
+    parallel.configure()
+    try:
+        yield
+    finally:
+        if old is None:
+            del os.environ[parallel.THREADS_VAR]
+        else:
+            os.environ[parallel.THREADS_VAR] = old
+        parallel.configure()
 
 
 def run_times(f, reps, warmup):

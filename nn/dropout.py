@@ -4,6 +4,8 @@ In training each unit is zeroed with probability `rate` and the survivors are sc
 1 / (1 - rate), so evaluation is the identity. The mask (with the scale folded in) is the only
 state kept for backward. The paper's rate, 75%, is read as the probability of dropping a unit.
 """
+import numpy as np
+
 from . import backend
 from .layer import Layer
 
@@ -16,8 +18,9 @@ class Dropout(Layer):
 
     def make_mask(self, rng, shape, dtype, xp=None):
         """Mask with the scale folded in; rng is a numpy Generator (the mask is moved to the device)."""
-        keep = rng.random(shape) >= self.rate
-        mask = (keep / (1.0 - self.rate)).astype(dtype)
+        mask = np.empty(shape, dtype)
+        np.greater_equal(rng.random(shape), self.rate, out=mask)      # keep: 1, drop: 0, in dtype
+        mask *= mask.dtype.type(1.0 / (1.0 - self.rate))              # the values of (keep / (1 - rate)).astype(dtype)
         return mask if xp is None else xp.asarray(mask)
 
     def forward(self, params, x, train, rng=None, mask=None):

@@ -82,6 +82,17 @@ def test_dropout_statistics_and_eval_identity():
         Dropout("d", 1.0)
 
 
+@pytest.mark.parametrize("rate", [0.1, 0.3, 0.75])
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_dropout_mask_keeps_the_first_formulas_values(rate, dtype):
+    """The mask is written in place (one float64 draw, no float64 mask); its values are those of the
+    first formula, (keep / (1 - rate)).astype(dtype), so runs with dropout keep their figures."""
+    mask = Dropout("d", rate).make_mask(np.random.default_rng(3), (64, 300), dtype)
+    first = ((np.random.default_rng(3).random((64, 300)) >= rate) / (1.0 - rate)).astype(dtype)
+    assert mask.dtype == dtype
+    np.testing.assert_array_equal(mask, first)
+
+
 def test_flatten_and_concat_round_trip(rng):
     x = rng.standard_normal((3, 4, 2, 5))
     y, shape = flatten_hwnc(x)
