@@ -98,7 +98,7 @@ def make_phases(cfg, B, C, xp, fused_search=False):
     d = alg.search(p, images, y_mm, y_n, np.random.default_rng(1))
 
     def margin():  # stage 2 with the frozen conv forward, as the peer's margin step
-        (f2, f3), _ = net.convs.forward(p, images)
+        f2, f3 = net.convs.features(p, images)
         return alg.gradient(p, replace(d, f2=f2, f3=f3))
     phases["margin"] = margin
     _, grads = alg.gradient(p, d)

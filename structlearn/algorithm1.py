@@ -81,7 +81,7 @@ class Algorithm1Step:
         cand_n, cand_mm = self.bank_n[cand], self.bank_mm[cand]
         # the (B, C) margins are kept only when the line search re-selects y_hat with them
         margins = candidate_margins(y_mm, cand_mm, self.margin_scale).astype(y_n.dtype) if self.reselect else None
-        (f2, f3), _ = net.convs.forward(params, images)
+        f2, f3 = net.convs.features(params, images)
         sh = self.shard
         masks = net.image.make_masks(rng, sh.total if sh else len(images), net.convs.d2, net.convs.d3, images.dtype,
                                      xp, rows=sh.rows if sh else None)

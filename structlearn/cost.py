@@ -184,7 +184,7 @@ class StepCost:
         net, B = self.net, self.y_n.shape[0]
         if self.images is not None:  # the features move with the step
             p = self.params.moved(self.grads, -s)
-            (f2, f3), _ = net.convs.forward(p, self.images)
+            f2, f3 = net.convs.features(p, self.images)
             return structnet_cost(net, p, f2, f3, self.y_n, self.violators, self.masks, self.objective,
                                   need_grads=False)[0].total
         p = dict(self.params)

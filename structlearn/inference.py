@@ -12,14 +12,14 @@ from nn import backend
 
 def image_outputs(net, params, images):
     """f_I (N, D) (eq. 2) and f_P (N, 51) (eq. 10) of preprocessed images (N, 3, S, S), evaluation mode."""
-    (f2, f3), _ = net.convs.forward(params, images)
+    f2, f3 = net.convs.features(params, images)
     f_I, f_P, _ = net.image.forward(params, f2, f3, None)
     return f_I, f_P
 
 
 def regression_outputs(net, params, images):
     """The DconvMP-HML prediction of a MultiTaskNet: tanh(W7^T h3 + b7) (N, 51), normalised pose."""
-    (f2, f3), _ = net.convs.forward(params, images)
+    f2, f3 = net.convs.features(params, images)
     h3, _ = net.image.trunk(params, f2, f3, None)
     p, _ = net.image.g7.forward(params, h3)
     f_P, _ = net.image.tanh.forward(params, p)

@@ -25,7 +25,7 @@ from dataclasses import asdict, dataclass, replace
 import numpy as np
 
 from data.h36m import N_JOINTS, POSE_DIM
-from nn import Conv2D, Dropout, Linear, MaxPool2D, Params, ReLU, Tanh, nchw_to_hwnc
+from nn import Conv2D, Dropout, Linear, MaxPool2D, Params, ReLU, Tanh, backend, nchw_to_hwnc
 from nn.plumbing import concat, flatten_hwnc, split, unflatten_hwnc
 
 POSE_EMBEDDINGS = ("raw", "random1", "1layer", "2layer")  # Table 3
@@ -144,6 +144,22 @@ class ConvStack:
             outs.append(h)
         (f2, shape2), (f3, shape3) = flatten_hwnc(outs[1]), flatten_hwnc(outs[2])
         return (f2, f3), {"layers": caches, "shapes": (shape2, shape3)}
+
+    def features(self, params, images):
+        """forward's (f2, f3) alone, for passes no backward follows (inference, Algorithm 1's
+        search with the convolutions fixed): the same values, without the pooling's argmax indices
+        and with the ReLUs in place."""
+        if images.ndim != 4 or images.shape[1:] != (3, self.cfg.input_size, self.cfg.input_size):
+            raise ValueError(f"conv stack: expected images (N, 3, {self.cfg.input_size}, {self.cfg.input_size}), "
+                             f"got {tuple(images.shape)}")
+        h, outs = nchw_to_hwnc(images), []
+        xp = backend.get_array_module(images)
+        for i, (conv, pool) in enumerate(zip(self.convs, self.pools)):
+            h = pool.forward_values(conv.forward(params, h)[0])
+            if i < 2:
+                xp.maximum(h, 0, out=h)               # ReLU's values (nn.ReLU.forward)
+            outs.append(h)
+        return flatten_hwnc(outs[1])[0], flatten_hwnc(outs[2])[0]
 
     def backward(self, params, cache, g2, g3):
         """Gradients of the conv weights from d/df2 and d/df3 (the input image needs none)."""

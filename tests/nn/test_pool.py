@@ -44,3 +44,18 @@ def test_pool_errors():
         MaxPool2D("pool1", 2).forward({}, np.zeros((1, 4, 1, 1)))
     with pytest.raises(ValueError, match="pool1.*4-D"):
         MaxPool2D("pool1", 2).forward({}, np.zeros((4, 4)))
+
+
+@pytest.mark.parametrize("k", [2, 3])
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_forward_values_are_forwards_bits(k, dtype):
+    """forward_values (no argmax kept, for passes no backward follows) gives forward's y bit for
+    bit: ties, signed zeros, NaN and odd sizes included, in parallel row blocks."""
+    rng = np.random.default_rng(k)
+    x = rng.choice(np.array([-1.0, -0.0, 0.0, 0.5, 2.0, np.nan]), size=(3 * k + 1, 4 * k + 2, 33, 65)).astype(dtype)
+    x[:k, :k] = -0.0
+    layer = MaxPool2D("p", k)
+    y, _ = layer.forward({}, x)
+    got = layer.forward_values(x)
+    assert got.dtype == y.dtype and got.shape == y.shape
+    np.testing.assert_array_equal(got.view(np.uint8), y.view(np.uint8))

@@ -129,3 +129,22 @@ def test_step_cost_equals_cost_at_moved_parameters(kind):
         assert np.isclose(whole(s), expect, rtol=1e-10), (s, whole(s), expect)
         expect = structnet_cost(net, p, f2, f3, y_n, fixed_D, masks, objective, need_grads=False)[0].total
         assert np.isclose(fixed(s), expect, rtol=1e-10), (s, fixed(s), expect)
+
+
+@pytest.mark.parametrize("preset", ["tiny", "cpu"])
+def test_conv_features_are_forwards_bits(preset):
+    """ConvStack.features (no caches, ReLUs in place) equals forward's (f2, f3) bit for bit."""
+    from structlearn.network import PRESETS
+    cfg = PRESETS[preset]
+    net = StructNet(cfg)
+    rng = np.random.default_rng(1)
+    params = net.init_params(rng)
+    images = rng.standard_normal((5, 3, cfg.input_size, cfg.input_size)).astype(np.float32)
+    images[0] = 0.0                          # zeros through the ReLUs and the pooling's ties
+    (f2, f3), _ = net.convs.forward(params, images)
+    g2, g3 = net.convs.features(params, images)
+    for a, b in ((f2, g2), (f3, g3)):
+        assert a.shape == b.shape and a.dtype == b.dtype
+        np.testing.assert_array_equal(a.view(np.uint8), b.view(np.uint8))
+    with pytest.raises(ValueError, match="conv stack: expected images"):
+        net.convs.features(params, images[:, :, 1:])
