@@ -2,7 +2,7 @@
 # One command from a fresh checkout to a trained StructNet and its per-action MPJPE table:
 # a virtual environment in .venv, the package with its test extra, training on the embedded
 # synthetic Human3.6M-like dataset (generated on first use, cached in cache/), then evaluation
-# on the test subjects S9, S11. About 9 minutes on an idle 2-core CPU. Extra arguments go to
+# on the test subjects S9, S11. About 8.5 minutes on an idle 2-core CPU. Extra arguments go to
 # run_train.py (e.g. ./quickstart.sh --epochs 4 for a shorter run).
 set -euo pipefail
 cd "$(dirname "$0")"
