@@ -127,11 +127,14 @@ class ConvStack:
             size, c = conv.output_shape(size, size)[0] // 2, conv.out_c
         return out
 
-    def forward(self, params, images):
-        """images (N, 3, S, S) float -> (f2, f3), cache."""
+    def _check_images(self, images):
         if images.ndim != 4 or images.shape[1:] != (3, self.cfg.input_size, self.cfg.input_size):
             raise ValueError(f"conv stack: expected images (N, 3, {self.cfg.input_size}, {self.cfg.input_size}), "
                              f"got {tuple(images.shape)}")
+
+    def forward(self, params, images):
+        """images (N, 3, S, S) float -> (f2, f3), cache."""
+        self._check_images(images)
         h = nchw_to_hwnc(images)
         caches, outs = [], []
         for i, (conv, pool) in enumerate(zip(self.convs, self.pools)):
@@ -149,9 +152,7 @@ class ConvStack:
         """forward's (f2, f3) alone, for passes no backward follows (inference, Algorithm 1's
         search with the convolutions fixed): the same values, without the pooling's argmax indices
         and with the ReLUs in place."""
-        if images.ndim != 4 or images.shape[1:] != (3, self.cfg.input_size, self.cfg.input_size):
-            raise ValueError(f"conv stack: expected images (N, 3, {self.cfg.input_size}, {self.cfg.input_size}), "
-                             f"got {tuple(images.shape)}")
+        self._check_images(images)
         h, outs = nchw_to_hwnc(images), []
         xp = backend.get_array_module(images)
         for i, (conv, pool) in enumerate(zip(self.convs, self.pools)):
