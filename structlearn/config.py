@@ -20,8 +20,9 @@ DOMAINS = {
     "pretrain_dropout": flags.fraction, "epochs": flags.non_negative_int, "batch_size": flags.positive_int,
     "candidates": flags.positive_int, "frequent": flags.non_negative_int, "lam": flags.non_negative_float,
     "alpha": flags.non_negative_float, "margin_scale": flags.non_negative_float, "ls_min": flags.positive_float,
-    "ls_max": flags.positive_float, "ls_points": flags.int_at_least(2), "adam_lr": flags.positive_float, "adam_decay": flags.positive_float,
-    "noise_std": flags.non_negative_float, "width": flags.non_negative_int, "input_size": flags.non_negative_int,
+    "ls_max": flags.positive_float, "ls_points": flags.int_at_least(2), "adam_lr": flags.positive_float,
+    "adam_decay": flags.positive_float, "noise_std": flags.non_negative_float, "width": flags.non_negative_int,
+    "input_size": flags.non_negative_int,
 }
 _FLAGS = {"candidates": "--candidates (C)", "frequent": "--frequent (K)", "ls_reselect": "--ls-fixed"}
 # Named bundles of defaults (run_train.py --recipe NAME; explicit flags still win). "paper" is Sec. 5.3
